@@ -1,0 +1,128 @@
+"""BaseAgent: state, memory, max_steps, and the run loop that streams events."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from myagent.errors import AgentBusyError, LLMError, LLMRateLimitError, MaxStepsError, MyAgentError
+from myagent.events import Answer, RunEvent, RunFailed
+from myagent.llm import ChatModel
+from myagent.memory import Memory
+from myagent.schema import AgentState, Message
+from myagent.trace import RunRecorder, Trace
+
+log = structlog.get_logger("myagent.agent")
+StepCallback = Callable[[Any], Awaitable[None]]
+
+
+class BaseAgent(BaseModel):
+    """An agent: a model, a memory and a loop of steps until a final answer.
+
+    Subclasses implement `step()`, an async generator of events that sets `self.final_answer`
+    when the run is done.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=False)
+
+    name: str
+    description: str = ""
+    system_prompt: str | None = None
+    next_step_prompt: str | None = None
+    llm: ChatModel
+    memory: Memory = Field(default_factory=Memory)
+    state: AgentState = AgentState.IDLE
+    max_steps: int = Field(default=10, ge=1)
+    current_step: int = 0
+    enable_tracing: bool = False
+    trace: Trace = Field(default_factory=Trace)
+
+    final_answer: str | None = None
+    _step_callback: StepCallback | None = PrivateAttr(default=None)
+
+    def set_step_callback(self, callback: StepCallback | None) -> None:
+        """Call `callback(event)` for every event of every run, before it is yielded."""
+        self._step_callback = callback
+
+    @abstractmethod
+    def step(self) -> AsyncIterator[RunEvent]:
+        """One think/act step; set `self.final_answer` when the run is done."""
+
+    def close_pending_tool_calls(self, reason: str) -> None:
+        """Give every tool call still without a result one, so memory stays valid."""
+        for call_id, name in self.memory.pending_tool_calls():
+            self.memory.add(Message.tool(f"Error: {reason}", tool_call_id=call_id, name=name))
+
+    async def arun(self, text: str) -> str:
+        """Run one user message to its final answer; raise MyAgentError if the run fails."""
+        async for event in self.stream_run(text):
+            if isinstance(event, Answer):
+                return event.content
+            if isinstance(event, RunFailed):
+                raise MyAgentError(f"{event.code}: {event.error}")
+        raise MyAgentError("the run ended without an answer")  # pragma: no cover
+
+    async def stream_run(self, text: str) -> AsyncIterator[RunEvent]:
+        """Run one user message, yielding events; the last one is Answer or RunFailed."""
+        if self.state is AgentState.RUNNING:
+            raise AgentBusyError(f"agent {self.name!r} is already running; copy it per session")
+        self.state = AgentState.RUNNING
+        self.current_step = 0
+        self.final_answer = None
+        recorder = RunRecorder(self.trace.start(text)) if self.enable_tracing else None
+        self.memory.add(Message.user(text))
+        outcome = "error"
+        try:
+            while self.final_answer is None:
+                if self.current_step >= self.max_steps:
+                    raise MaxStepsError(
+                        f"the agent used all {self.max_steps} steps without a final answer; "
+                        "raise max_steps or simplify the request"
+                    )
+                self.current_step += 1
+                async for event in self.step():
+                    await self._emit(event, recorder)
+                    yield event
+            answer = Answer(content=self.final_answer)
+            await self._emit(answer, recorder)
+            self.state, outcome = AgentState.FINISHED, "finished"
+            yield answer
+        except MyAgentError as exc:
+            self.close_pending_tool_calls(str(exc))
+            retry = exc.retry_after_s if isinstance(exc, LLMRateLimitError) else None
+            code = "rate_limited" if retry is not None else exc.code
+            failed = RunFailed(error=str(exc), code=code, retry_after_s=retry)
+            if not isinstance(exc, LLMError | MaxStepsError):
+                log.warning("run_failed", agent=self.name, code=code)
+            await self._emit(failed, recorder)
+            self.state = AgentState.ERROR
+            yield failed
+        except (asyncio.CancelledError, GeneratorExit):
+            self.close_pending_tool_calls("cancelled by the user")
+            self.state, outcome = AgentState.IDLE, "interrupted"
+            raise
+        except BaseException:
+            self.close_pending_tool_calls("the run crashed")
+            self.state = AgentState.ERROR
+            raise
+        finally:
+            if recorder is not None:
+                recorder.finish(outcome)
+
+    async def _emit(self, event: RunEvent, recorder: RunRecorder | None) -> None:
+        if recorder is not None:
+            recorder.record(event)
+        if self._step_callback is not None:
+            await self._step_callback(event)
+
+    def reset(self) -> None:
+        """Forget the conversation and return to IDLE."""
+        self.memory.clear()
+        self.state = AgentState.IDLE
+        self.current_step = 0
+        self.final_answer = None

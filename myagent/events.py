@@ -1,0 +1,83 @@
+"""What a run yields: the typed events an agent streams while it works."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Thinking(_Event):
+    """The agent starts a step, or explains what it will do next."""
+
+    type: Literal["thinking"] = "thinking"
+    step: int
+    content: str
+
+
+class ToolStarted(_Event):
+    """The model asked for a tool call and the agent is running it."""
+
+    type: Literal["tool_call"] = "tool_call"
+    step: int
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+class ToolFinished(_Event):
+    """A tool call ended, successfully or not."""
+
+    type: Literal["tool_result"] = "tool_result"
+    step: int
+    step_id: str
+    tool: str
+    status: Literal["success", "failed"]
+    output: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+class AnswerDelta(_Event):
+    """A piece of text as the model streams it."""
+
+    type: Literal["partial_answer"] = "partial_answer"
+    content: str
+
+
+class Answer(_Event):
+    """The whole final answer of a run: the run finished."""
+
+    type: Literal["final_answer"] = "final_answer"
+    content: str
+
+
+class ModelCalled(_Event):
+    """The model answered one turn: for metrics and traces, not shown to users."""
+
+    type: Literal["llm_call"] = "llm_call"
+    step: int
+    model: str
+    duration_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class RunFailed(_Event):
+    """The run ended in ERROR: the model failed or max_steps was reached."""
+
+    type: Literal["error"] = "error"
+    error: str
+    code: str
+    retry_after_s: float | None = None
+
+
+RunEvent = Annotated[
+    Thinking | ToolStarted | ToolFinished | AnswerDelta | Answer | ModelCalled | RunFailed,
+    Field(discriminator="type"),
+]
+TERMINAL_EVENTS = (Answer, RunFailed)
