@@ -1,0 +1,200 @@
+"""create_app(settings, agents): routes, cleanup_ctx, /health and the WebSocket endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from aiohttp import WSCloseCode, web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+import service
+from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
+from service.dispatcher import Connection
+from service.keys import (
+    agents_key,
+    connections_key,
+    draining_key,
+    frame_hooks_key,
+    identity_key,
+    metrics_key,
+    sessions_key,
+    settings_key,
+    started_key,
+)
+from service.metrics import Metrics
+from service.protocol import SystemConnected, SystemShutdown
+from service.sessions import SessionRegistry
+from service.settings import Settings
+
+log = structlog.get_logger("myagent_ws.app")
+STATIC = Path(__file__).parent / "static"
+REAP_EVERY_S = 5.0
+
+
+def load_agents(settings: Settings) -> dict[str, AgentSpec]:
+    """The agents named in the settings, loaded from their files (AgentLoadError if one fails)."""
+    specs = [load_agent_factory(entry.file, entry.name or None) for entry in settings.agents]
+    return {spec.name: spec for spec in specs}
+
+
+def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentSpec]:
+    return {
+        name: a if isinstance(a, AgentSpec) else AgentSpec(name=name, factory=a)
+        for name, a in agents.items()
+    }
+
+
+async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[sessions_key] = sessions = SessionRegistry(
+        app[metrics_key],
+        max_events=settings.sessions.buffer_events,
+        max_bytes=settings.sessions.buffer_bytes,
+    )
+    reaper = asyncio.create_task(reap_forever(sessions, settings.sessions.retention_s))
+    yield
+    reaper.cancel()
+    await asyncio.gather(reaper, return_exceptions=True)
+    await sessions.close_all()  # cancels running agents and awaits them
+
+
+async def reap_forever(sessions: SessionRegistry, retention_s: float) -> None:
+    while True:
+        await asyncio.sleep(min(REAP_EVERY_S, max(retention_s / 2, 0.05)))
+        reaped = await sessions.reap(retention_s)
+        if reaped:
+            log.info("sessions_expired", count=reaped)
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    if app[draining_key][0]:
+        return web.json_response({"status": "draining"}, status=503)
+    sessions = app[sessions_key]
+    return web.json_response(
+        {
+            "status": "healthy",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "version": service.__version__,
+            "uptime_s": round(time.monotonic() - app[started_key], 3),
+            "active_connections": len(app[connections_key]),
+            "active_sessions": len(sessions),
+            "running_sessions": sessions.running,
+            "agents": list(app[agents_key]),
+        }
+    )
+
+
+async def console(request: web.Request) -> web.StreamResponse:
+    index = STATIC / "index.html"
+    if not index.is_file():
+        return web.json_response(
+            {"error": "no web console in this build; connect a WebSocket client to /ws"}, status=404
+        )
+    return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[settings_key]
+    ws = web.WebSocketResponse(
+        heartbeat=settings.server.heartbeat_s,
+        compress=False,
+        max_msg_size=settings.server.max_message_bytes,
+    )
+    if not ws.can_prepare(request).ok:
+        if request.path == "/":
+            return await console(request)
+        return web.json_response({"error": "this endpoint takes a WebSocket upgrade"}, status=400)
+    if app[draining_key][0]:
+        return web.json_response({"status": "draining"}, status=503)
+    await ws.prepare(request)
+    metrics = app[metrics_key]
+    connection = Connection(
+        ws,
+        identity=request.get(identity_key, "anonymous"),
+        settings=settings,
+        agents=app[agents_key],
+        sessions=app[sessions_key],
+        metrics=metrics,
+        frame_hooks=app[frame_hooks_key],
+    )
+    app[connections_key].add(connection)
+    metrics.connections_total.inc()
+    metrics.active_connections.inc()
+    with structlog.contextvars.bound_contextvars(connection_id=connection.id):
+        log.info("ws_connected")
+        try:
+            connection.send(
+                SystemConnected(
+                    connection_id=connection.id,
+                    agents=list(app[agents_key]),
+                    heartbeat_s=settings.server.heartbeat_s,
+                )
+            )
+            await connection.serve()
+        finally:
+            app[connections_key].discard(connection)
+            metrics.active_connections.dec()
+            code = ws.close_code or connection.close_code or 1006
+            metrics.connections_closed_total.labels(str(code)).inc()
+            log.info("ws_closed", code=code)
+    return ws
+
+
+async def drain(app: web.Application) -> None:
+    """on_shutdown: refuse new work, tell clients, let runs finish for the grace, close 1001."""
+    app[draining_key][0] = True
+    settings = app[settings_key]
+    connections = list(app[connections_key])
+    grace = settings.server.shutdown_grace_s
+    for connection in connections:
+        connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
+    sessions = app[sessions_key]
+    running = [s.task for s in sessions.sessions.values() if s.task is not None and s.running]
+    if running:
+        await asyncio.wait(running, timeout=grace)
+    await sessions.close_all()
+    for connection in connections:
+        with contextlib.suppress(Exception):
+            await connection.flush()
+        with contextlib.suppress(Exception):
+            await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    log.info("drained", connections=len(connections))
+
+
+def create_app(
+    settings: Settings,
+    agents: Mapping[str, AgentSpec | AgentFactory] | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """The whole service on one Application; `agents` defaults to those named in settings."""
+    specs = as_specs(agents) if agents is not None else load_agents(settings)
+    if not specs:
+        raise ValueError("no agent to serve: pass an agent file or list agents in the config")
+    metrics = Metrics.create(registry or CollectorRegistry())  # one registry per app
+    app = web.Application(middlewares=[])
+    app[settings_key] = settings
+    app[agents_key] = specs
+    app[metrics_key] = metrics
+    app[connections_key] = set()
+    app[started_key] = time.monotonic()
+    app[draining_key] = [False]
+    app[frame_hooks_key] = []
+    app.cleanup_ctx.append(sessions_ctx)
+    app.on_shutdown.append(drain)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get("/health", health)
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/", ws_handler)
+    if STATIC.is_dir():
+        app.router.add_static("/static/", STATIC, append_version=False)
+    return app

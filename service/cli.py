@@ -1,0 +1,123 @@
+"""myagent-ws server|check: argparse, exit codes, web.run_app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+import service
+from agent_loader.errors import AgentLoadError
+from service.errors import ConfigError
+from service.logs import LEVELS, configure_logging
+from service.settings import Settings, load_settings
+
+EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="myagent-ws",
+        description="Serve an agent written as one Python file over WebSocket.",
+    )
+    top.add_argument("--version", action="version", version=f"myagent-ws {service.__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("server", "serve agents over WebSocket, /health and /metrics"),
+        ("check", "load and validate the config and agent files, then exit"),
+    ):
+        cmd = commands.add_parser(name, help=text, description=text)
+        cmd.add_argument(
+            "agent_file",
+            nargs="?",
+            type=Path,
+            metavar="AGENT_FILE",
+            help="a Python file defining `agent` or `create_agent()`",
+        )
+        cmd.add_argument(
+            "--config", type=Path, help="YAML config (default: config/server.yaml when present)"
+        )
+        cmd.add_argument("--name", help="the agent's name (default: the agent's own name)")
+        if name == "server":
+            cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
+            cmd.add_argument("--port", type=int, help="port to bind (default 8080)")
+            cmd.add_argument(
+                "--debug", action="store_true", help="debug logs, readable console format"
+            )
+    return top
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {"server": {}}
+    if getattr(args, "host", None):
+        flags["server"]["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        flags["server"]["port"] = args.port
+    if getattr(args, "debug", False):
+        flags["logging"] = {"level": "debug", "format": "console"}
+    if args.agent_file is not None:
+        path = args.agent_file.expanduser().resolve()
+        flags["agents"] = [{"name": args.name or "", "file": str(path)}]
+    return load_settings(args.config, flags)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return EXIT_USAGE
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"myagent-ws: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    fmt = settings.logging.format
+    json_logs = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    configure_logging(json=json_logs, level=LEVELS[settings.logging.level])
+    from service.app import create_app, load_agents
+
+    try:
+        agents = load_agents(settings) if settings.agents else None
+    except AgentLoadError as exc:
+        print(f"myagent-ws: cannot load agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not agents:
+        print(
+            "myagent-ws: no agent to serve; pass AGENT_FILE or list `agents:` in the config",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.command == "check":
+        for spec in agents.values():
+            print(f"ok: agent {spec.name!r} from {spec.file}")
+        return EXIT_OK
+    app = create_app(settings, agents)
+    host, port = settings.server.host, settings.server.port
+    log = structlog.get_logger("myagent_ws")
+    for spec in agents.values():
+        log.info("agent_loaded", agent=spec.name, file=str(spec.file))
+    log.info(
+        "serving",
+        url=f"ws://{host}:{port}/ws",
+        health=f"http://{host}:{port}/health",
+        console=f"http://{host}:{port}/",
+    )
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=settings.server.shutdown_grace_s + 2,
+        handle_signals=True,
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

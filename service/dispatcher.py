@@ -1,0 +1,311 @@
+"""One connection: the single read loop, routing client events to sessions; a bounded writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import ValidationError
+
+from agent_loader.loader import AgentSpec
+from middleware.frames import FrameInfo, FrameRejected
+from service.errors import InvalidMessage, ServiceError, TooManySessions
+from service.metrics import Metrics
+from service.protocol import (
+    CLIENT_EVENT_NAMES,
+    AgentErrorEvent,
+    AgentSessionClosed,
+    AgentSessionCreated,
+    AgentSessionResumed,
+    ClientEvent,
+    ErrorCode,
+    ServerEvent,
+    SystemPong,
+    UserCancel,
+    UserCloseSession,
+    UserCreateSession,
+    UserMessage,
+    UserPing,
+    UserResumeSession,
+    client_events,
+)
+from service.sessions import Session, SessionRegistry
+from service.settings import Settings
+
+log = structlog.get_logger("myagent_ws.connection")
+FrameHook = Callable[[FrameInfo], None]
+TRY_AGAIN_LATER = 1013
+
+
+class Connection:
+    """A client socket: its sessions, its bounded send queue, and the one task that reads it."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        identity: str,
+        settings: Settings,
+        agents: dict[str, AgentSpec],
+        sessions: SessionRegistry,
+        metrics: Metrics,
+        frame_hooks: Sequence[FrameHook] = (),
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.ws = ws
+        self.identity = identity
+        self.settings = settings
+        self.agents = agents
+        self.registry = sessions
+        self.metrics = metrics
+        self.frame_hooks = frame_hooks
+        self.sessions: dict[str, Session] = {}  # attached here
+        self.queue: deque[tuple[str, str]] = deque()
+        self.wakeup = asyncio.Event()
+        self.closing = False
+        self.close_code: int | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            UserCreateSession: self.on_create_session,
+            UserMessage: self.on_message,
+            UserCancel: self.on_cancel,
+            UserResumeSession: self.on_resume,
+            UserCloseSession: self.on_close_session,
+            UserPing: self.on_ping,
+        }
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def deliver(self, data: str, event: str) -> None:
+        """Queue a frame; a client too slow to drain its queue is closed with 1013."""
+        if self.closing:
+            return
+        if len(self.queue) >= self.settings.server.send_queue_frames:
+            self.metrics.slow_consumers_total.inc()
+            log.warning("slow_consumer_closed", queued=len(self.queue))
+            self.close(TRY_AGAIN_LATER, "send queue full: the client does not read")
+            return
+        self.queue.append((data, event))
+        self.wakeup.set()
+
+    def send(self, event: ServerEvent) -> None:
+        self.deliver(event.to_json(), event.event)
+
+    def error(
+        self,
+        exc: ServiceError | FrameRejected,
+        request_id: str | None,
+        session_id: str | None = None,
+    ) -> None:
+        code = ErrorCode(exc.code)
+        self.metrics.errors_total.labels(code.value).inc()
+        self.send(
+            AgentErrorEvent(
+                error=str(exc),
+                code=code,
+                request_id=request_id,
+                retry_after_s=exc.retry_after_s,
+                session_id=session_id,
+                oldest_seq=getattr(exc, "oldest_seq", None),
+            )
+        )
+
+    async def write_loop(self) -> None:
+        ws, queue = self.ws, self.queue
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while queue:
+                data, event = queue.popleft()
+                await ws.send_str(data)
+                self.metrics.sent(event).inc()
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop sending and close the socket with `code` (from any task)."""
+        if self.closing:
+            return
+        self.closing, self.close_code = True, code
+        self.queue.clear()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(2):
+                await self.ws.close(code=code, message=reason.encode()[:120])
+        except TimeoutError:  # the peer does not read even the close frame
+            transport = self.ws._req.transport if self.ws._req is not None else None
+            if transport is not None:
+                transport.abort()
+
+    async def flush(self) -> None:
+        """Send what is queued now (used before closing on shutdown)."""
+        while self.queue and not self.ws.closed:
+            data, event = self.queue.popleft()
+            await self.ws.send_str(data)
+            self.metrics.sent(event).inc()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read frames until the socket closes; then detach or stop this connection's sessions."""
+        self.writer = asyncio.create_task(self.write_loop(), name=f"writer-{self.id}")
+        try:
+            async for msg in self.ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self.on_text(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    self.error(
+                        InvalidMessage("text frames only: send each event as a JSON text frame"),
+                        None,
+                    )
+                if self.closing:
+                    break
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
+            await asyncio.gather(self.writer, return_exceptions=True)
+        cancel = self.settings.sessions.on_disconnect == "cancel"
+        for session in list(self.sessions.values()):
+            session.detach(self)
+            if cancel:
+                await self.registry.close(session)
+        self.sessions.clear()
+
+    async def on_text(self, text: str) -> None:
+        request_id: str | None = None
+        session_id: str | None = None
+        try:
+            frame = self.parse(text)
+            request_id, session_id = frame.request_id, getattr(frame, "session_id", None)
+            self.metrics.received(frame.event).inc()
+            info = FrameInfo(identity=self.identity, event=frame.event, size=len(text))
+            for hook in self.frame_hooks:
+                hook(info)
+            await self.handlers[type(frame)](frame)
+        except FrameRejected as exc:
+            self.error(exc, request_id)
+            if exc.close:
+                self.close(WSCloseCode.POLICY_VIOLATION, "too many rejected frames")
+        except ServiceError as exc:
+            self.error(exc, request_id, session_id)
+
+    def parse(self, text: str) -> ClientEvent:
+        """The client event in a text frame, or InvalidMessage / invalid_json / unknown_event."""
+        try:
+            return client_events.validate_json(text)
+        except ValidationError as exc:
+            raise describe_invalid(text, exc) from None
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def on_create_session(self, frame: UserCreateSession) -> None:
+        name = frame.agent or next(iter(self.agents))
+        spec = self.agents.get(name)
+        if spec is None:
+            raise InvalidMessage(
+                f"agent: no agent named {name!r}; available: {', '.join(self.agents)}"
+            )
+        if len(self.sessions) >= self.settings.sessions.max_per_connection:
+            raise TooManySessions(
+                f"this connection already has {len(self.sessions)} sessions, the limit; "
+                "close one with user.close_session"
+            )
+        session = self.registry.create(spec.name, self.identity, spec.factory())
+        self.sessions[session.id] = session
+        session.attach(self)
+        log.info("session_created", session_id=session.id, agent=spec.name)
+        session.publish(AgentSessionCreated, agent=spec.name, request_id=frame.request_id)
+
+    def session(self, session_id: str) -> Session:
+        session = self.registry.get(session_id, self.identity)
+        if session.listener is not self:  # another socket of the same identity took it over
+            session.attach(self)
+            self.sessions[session.id] = session
+        return session
+
+    async def on_message(self, frame: UserMessage) -> None:
+        self.session(frame.session_id).start_run(frame.content, frame.request_id)
+
+    async def on_cancel(self, frame: UserCancel) -> None:
+        self.session(frame.session_id).cancel_run()
+
+    async def on_resume(self, frame: UserResumeSession) -> None:
+        session = self.registry.get(frame.session_id, self.identity)
+        missed = session.events_after(frame.last_seq)
+        if (
+            len(self.sessions) >= self.settings.sessions.max_per_connection
+            and session.id not in self.sessions
+        ):
+            raise TooManySessions("this connection has too many sessions to resume another")
+        for _, data, event in missed:
+            self.deliver(data, event)
+        session.attach(self)
+        self.sessions[session.id] = session
+        self.send(
+            AgentSessionResumed(
+                session_id=session.id,
+                replayed=len(missed),
+                last_seq=session.seq,
+                request_id=frame.request_id,
+            )
+        )
+
+    async def on_close_session(self, frame: UserCloseSession) -> None:
+        session = self.registry.get(frame.session_id, self.identity)
+        self.sessions.pop(session.id, None)
+        await self.registry.close(session)
+        self.send(AgentSessionClosed(session_id=session.id, request_id=frame.request_id))
+
+    async def on_ping(self, frame: UserPing) -> None:
+        self.send(SystemPong(request_id=frame.request_id))
+
+
+class InvalidJson(ServiceError):
+    code = ErrorCode.INVALID_JSON
+
+
+class UnknownEvent(ServiceError):
+    code = ErrorCode.UNKNOWN_EVENT
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def describe_invalid(text: str, exc: ValidationError) -> ServiceError:
+    """Turn a validation failure into the protocol's error, naming the field.
+
+    invalid_json: not JSON, NaN/Infinity, too deep, or a JSON string or array (a frame is an
+    object); invalid_message: a number, an object without `event`, or a bad field.
+    """
+    first = exc.errors()[0]
+    if first["type"] in {"json_invalid", "json_type"}:
+        return InvalidJson(f"the frame is not valid JSON: {first['msg']}")
+    try:
+        raw = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return InvalidJson("the frame is not valid JSON")
+    if isinstance(raw, str | list):
+        return InvalidJson('the frame must be a JSON object like {"event": "user.ping"}')
+    if not isinstance(raw, dict):
+        return InvalidMessage("a frame must be a JSON object with an `event` field")
+    event = raw.get("event")
+    if not isinstance(event, str):
+        return InvalidMessage('event: missing or not a string; e.g. "user.message"')
+    if event not in CLIENT_EVENT_NAMES:
+        known = ", ".join(sorted(CLIENT_EVENT_NAMES))
+        return UnknownEvent(f"unknown event {event[:64]!r}; known: {known}")
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"][1:]) or "(frame)"
+        problems.append(f"{field}: {error['msg']}")
+    return InvalidMessage("; ".join(problems[:3]))

@@ -1,0 +1,58 @@
+"""Errors of the service.
+
+ServiceError            an error a client may see: a code (ErrorCode) and a sentence
+├── SessionNotFound     unknown id, or another identity's session (never reveal which)
+├── SessionBusy         a run is already going in this session
+├── NoActiveRun         user.cancel with nothing running
+├── TooManySessions     the per-connection session limit
+├── ReplayUnavailable   resume asked for events no longer held
+└── RateLimited         a frame over the identity's rate; carries retry_after_s
+ConfigError             the YAML / env / flags are wrong; the CLI prints it and exits 2
+"""
+
+from __future__ import annotations
+
+from service.protocol import ErrorCode
+
+
+class ServiceError(Exception):
+    code = ErrorCode.INTERNAL
+
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, oldest_seq: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.oldest_seq = oldest_seq
+
+
+class SessionNotFound(ServiceError):
+    code = ErrorCode.SESSION_NOT_FOUND
+
+
+class SessionBusy(ServiceError):
+    code = ErrorCode.SESSION_BUSY
+
+
+class NoActiveRun(ServiceError):
+    code = ErrorCode.NO_ACTIVE_RUN
+
+
+class TooManySessions(ServiceError):
+    code = ErrorCode.TOO_MANY_SESSIONS
+
+
+class ReplayUnavailable(ServiceError):
+    code = ErrorCode.REPLAY_UNAVAILABLE
+
+
+class RateLimited(ServiceError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class InvalidMessage(ServiceError):
+    code = ErrorCode.INVALID_MESSAGE
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what to do."""

@@ -1,0 +1,230 @@
+"""The wire protocol: one pydantic model per `event`, the ClientEvent union, ErrorCode.
+
+Client frames are parsed once with `client_events.validate_json`; server frames are frozen
+models serialised with `model_dump_json(exclude_none=True)`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = "1.0"
+ID_MAX = 128
+
+
+class ErrorCode(StrEnum):
+    """`agent.error` codes, for programs; the `error` sentence is for people."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_EVENT = "unknown_event"
+    SESSION_NOT_FOUND = "session_not_found"
+    SESSION_BUSY = "session_busy"
+    NO_ACTIVE_RUN = "no_active_run"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    RATE_LIMITED = "rate_limited"
+    AGENT_FAILED = "agent_failed"
+    LLM_FAILED = "llm_failed"
+    MAX_STEPS = "max_steps"
+    REPLAY_UNAVAILABLE = "replay_unavailable"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INTERNAL = "internal"
+
+
+# --- client -> server -------------------------------------------------------------------------
+
+
+class ClientFrame(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    request_id: str | None = Field(default=None, max_length=ID_MAX)
+
+
+class UserCreateSession(ClientFrame):
+    event: Literal["user.create_session"]
+    agent: str | None = Field(default=None, max_length=ID_MAX)
+    metadata: dict[str, Any] | None = None
+
+
+class UserMessage(ClientFrame):
+    event: Literal["user.message"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+    content: str = Field(min_length=1)
+
+
+class UserCancel(ClientFrame):
+    event: Literal["user.cancel"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+
+
+class UserResumeSession(ClientFrame):
+    event: Literal["user.resume_session"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+    last_seq: int = Field(ge=0)
+
+
+class UserCloseSession(ClientFrame):
+    event: Literal["user.close_session"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+
+
+class UserPing(ClientFrame):
+    event: Literal["user.ping"]
+
+
+ClientEvent = Annotated[
+    UserCreateSession | UserMessage | UserCancel | UserResumeSession | UserCloseSession | UserPing,
+    Field(discriminator="event"),
+]
+client_events: TypeAdapter[ClientEvent] = TypeAdapter(ClientEvent)
+CLIENT_EVENT_NAMES = frozenset(
+    model.model_fields["event"].annotation.__args__[0]  # type: ignore[union-attr]
+    for model in (
+        UserCreateSession,
+        UserMessage,
+        UserCancel,
+        UserResumeSession,
+        UserCloseSession,
+        UserPing,
+    )
+)
+
+
+# --- server -> client -------------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ServerEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    event: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    request_id: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+class SessionEvent(ServerEvent):
+    """An event of one session: numbered by `seq` (1, 2, ...) across runs and reconnects."""
+
+    session_id: str
+    seq: int = 0  # set by the session when it publishes the event
+    run_id: str | None = None
+
+
+class SystemConnected(ServerEvent):
+    event: Literal["system.connected"] = "system.connected"
+    connection_id: str
+    protocol_version: str = PROTOCOL_VERSION
+    agents: list[str]
+    heartbeat_s: float
+
+
+class SystemPong(ServerEvent):
+    event: Literal["system.pong"] = "system.pong"
+
+
+class SystemShutdown(ServerEvent):
+    event: Literal["system.shutdown"] = "system.shutdown"
+    retry_after_s: float
+
+
+class AgentSessionCreated(SessionEvent):
+    event: Literal["agent.session_created"] = "agent.session_created"
+    agent: str
+
+
+class AgentSessionResumed(ServerEvent):
+    event: Literal["agent.session_resumed"] = "agent.session_resumed"
+    session_id: str
+    replayed: int
+    last_seq: int
+
+
+class AgentSessionClosed(ServerEvent):
+    event: Literal["agent.session_closed"] = "agent.session_closed"
+    session_id: str
+
+
+class ThinkingMeta(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    step: int
+
+
+class ToolMeta(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    tool: str
+    args: dict[str, Any] | None = None
+    status: Literal["running", "success", "failed"]
+    duration_s: float | None = None
+
+
+class AgentThinking(SessionEvent):
+    event: Literal["agent.thinking"] = "agent.thinking"
+    content: str
+    metadata: ThinkingMeta
+
+
+class AgentToolCall(SessionEvent):
+    event: Literal["agent.tool_call"] = "agent.tool_call"
+    step_id: str
+    metadata: ToolMeta
+
+
+class AgentToolResult(SessionEvent):
+    event: Literal["agent.tool_result"] = "agent.tool_result"
+    step_id: str
+    content: str
+    metadata: ToolMeta
+
+
+class AgentPartialAnswer(SessionEvent):
+    event: Literal["agent.partial_answer"] = "agent.partial_answer"
+    content: str
+
+
+class AgentFinalAnswer(SessionEvent):
+    event: Literal["agent.final_answer"] = "agent.final_answer"
+    content: str
+
+
+class AgentInterrupted(SessionEvent):
+    event: Literal["agent.interrupted"] = "agent.interrupted"
+
+
+class AgentErrorEvent(ServerEvent):
+    """An error: about a frame (no seq), or the end of a run (session_id, seq, run_id)."""
+
+    event: Literal["agent.error"] = "agent.error"
+    error: str
+    code: ErrorCode
+    retry_after_s: float | None = None
+    session_id: str | None = None
+    seq: int | None = None
+    run_id: str | None = None
+    oldest_seq: int | None = None
+
+
+SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
+    SystemConnected,
+    SystemPong,
+    SystemShutdown,
+    AgentSessionCreated,
+    AgentSessionResumed,
+    AgentSessionClosed,
+    AgentThinking,
+    AgentToolCall,
+    AgentToolResult,
+    AgentPartialAnswer,
+    AgentFinalAnswer,
+    AgentInterrupted,
+    AgentErrorEvent,
+)

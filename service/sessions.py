@@ -1,0 +1,312 @@
+"""Session (seq, replay log, running task) and SessionRegistry (who owns which session)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+
+from myagent.agent.base import BaseAgent
+from myagent.events import (
+    Answer,
+    AnswerDelta,
+    ModelCalled,
+    RunEvent,
+    RunFailed,
+    Thinking,
+    ToolFinished,
+    ToolStarted,
+)
+from service.errors import NoActiveRun, ReplayUnavailable, SessionBusy, SessionNotFound
+from service.metrics import Metrics
+from service.protocol import (
+    AgentErrorEvent,
+    AgentFinalAnswer,
+    AgentInterrupted,
+    AgentPartialAnswer,
+    AgentThinking,
+    AgentToolCall,
+    AgentToolResult,
+    ErrorCode,
+    ServerEvent,
+    ThinkingMeta,
+    ToolMeta,
+)
+
+log = structlog.get_logger("myagent_ws.sessions")
+RUN_ERROR_CODES = {
+    "llm_failed": ErrorCode.LLM_FAILED,
+    "max_steps": ErrorCode.MAX_STEPS,
+    "rate_limited": ErrorCode.RATE_LIMITED,
+}
+
+
+class Listener(Protocol):
+    """Where a session's live events go: the connection attached to it."""
+
+    def deliver(self, data: str, event: str) -> None: ...
+
+
+class Session:
+    """One conversation: its agent, its numbered event log, and at most one running run."""
+
+    def __init__(
+        self,
+        session_id: str,
+        agent_name: str,
+        owner: str,
+        agent: BaseAgent,
+        *,
+        max_events: int,
+        max_bytes: int,
+        metrics: Metrics,
+    ) -> None:
+        self.id = session_id
+        self.agent_name = agent_name
+        self.owner = owner
+        self.agent = agent
+        self.metrics = metrics
+        self.seq = 0
+        self.log: deque[tuple[int, str, str]] = deque()  # (seq, json, event)
+        self.log_bytes = 0
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.listener: Listener | None = None
+        self.detached_at: float | None = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+        self.run_id: str | None = None
+        self.runs_by_request: dict[str, str] = {}
+
+    # --- events ---------------------------------------------------------------------------
+
+    def publish(self, cls: type[ServerEvent], **fields: Any) -> None:
+        """Number an event of this session, keep it for replay, and send it to the listener."""
+        self.seq += 1
+        event = cls(session_id=self.id, seq=self.seq, **fields)
+        data = event.to_json()
+        self.log.append((self.seq, data, event.event))
+        self.log_bytes += len(data)
+        while len(self.log) > self.max_events or (
+            self.log_bytes > self.max_bytes and len(self.log) > 1
+        ):
+            self.log_bytes -= len(self.log.popleft()[1])
+        if self.listener is not None:
+            self.listener.deliver(data, event.event)
+
+    def events_after(self, last_seq: int) -> list[tuple[int, str, str]]:
+        """Every held event with seq > last_seq, or ReplayUnavailable if some are gone."""
+        if last_seq > self.seq:
+            raise ReplayUnavailable(
+                f"last_seq {last_seq} is ahead of this session (its last seq is {self.seq})",
+                oldest_seq=self.log[0][0] if self.log else self.seq + 1,
+            )
+        oldest = self.log[0][0] if self.log else self.seq + 1
+        if last_seq + 1 < oldest:
+            raise ReplayUnavailable(
+                f"events after seq {last_seq} are no longer held; the oldest held is {oldest}",
+                oldest_seq=oldest,
+            )
+        return [entry for entry in self.log if entry[0] > last_seq]
+
+    def attach(self, listener: Listener) -> None:
+        self.listener = listener
+        self.detached_at = None
+
+    def detach(self, listener: Listener) -> None:
+        if self.listener is listener:
+            self.listener = None
+            self.detached_at = time.monotonic()
+
+    # --- runs -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start_run(self, text: str, request_id: str | None) -> str:
+        """Start a run of the agent on `text`; SessionBusy if one is going."""
+        if request_id is not None and request_id in self.runs_by_request:
+            return self.runs_by_request[request_id]  # a retried frame: the first run answers
+        if self.running:
+            raise SessionBusy(
+                "a run is already going in this session; wait for its final answer or send "
+                "user.cancel"
+            )
+        self.run_id = run_id = uuid.uuid4().hex
+        if request_id is not None:
+            self.runs_by_request[request_id] = run_id
+        self.metrics.running_sessions.inc()
+        self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
+        return run_id
+
+    def cancel_run(self) -> None:
+        if not self.running:
+            raise NoActiveRun("nothing is running in this session")
+        assert self.task is not None
+        self.task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel the running run, if any, and wait for it to end."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self, text: str, run_id: str, request_id: str | None) -> None:
+        started = time.perf_counter()
+        outcome = "error"
+        common = {"run_id": run_id, "request_id": request_id}
+        with structlog.contextvars.bound_contextvars(session_id=self.id, run_id=run_id):
+            try:
+                async for event in self.agent.stream_run(text):
+                    outcome = self._map(event, common) or outcome
+            except asyncio.CancelledError:
+                outcome = "interrupted"
+                self.publish(AgentInterrupted, **common)
+                raise
+            except Exception:
+                log.exception("run_crashed", agent=self.agent_name)
+                self.publish(
+                    AgentErrorEvent,
+                    error="the agent failed unexpectedly; the error is in the server log",
+                    code=ErrorCode.INTERNAL,
+                    **common,
+                )
+            finally:
+                duration = time.perf_counter() - started
+                self.metrics.running_sessions.dec()
+                if self.listener is None:  # retention counts from the end of the last run
+                    self.detached_at = time.monotonic()
+                self.metrics.runs_total.labels(self.agent_name, outcome).inc()
+                self.metrics.run_duration_seconds.labels(self.agent_name).observe(duration)
+                log.info(
+                    "run_finished",
+                    agent=self.agent_name,
+                    outcome=outcome,
+                    duration_s=round(duration, 4),
+                    steps=self.agent.current_step,
+                )
+
+    def _map(self, event: RunEvent, common: dict[str, Any]) -> str | None:
+        """Publish the wire frame for an agent event; return the outcome if it ends the run."""
+        match event:
+            case AnswerDelta(content=content):
+                self.publish(AgentPartialAnswer, content=content, **common)
+            case Thinking(content=content, step=step):
+                self.publish(
+                    AgentThinking, content=content, metadata=ThinkingMeta(step=step), **common
+                )
+            case ToolStarted(step_id=step_id, tool=tool, args=args):
+                self.publish(
+                    AgentToolCall,
+                    step_id=step_id,
+                    **common,
+                    metadata=ToolMeta(tool=tool, args=args, status="running"),
+                )
+            case ToolFinished(step_id=step_id, tool=tool, status=status):
+                self.metrics.tool_calls_total.labels(tool, status).inc()
+                content = event.output if status == "success" else event.error
+                self.publish(
+                    AgentToolResult,
+                    step_id=step_id,
+                    content=content or "",
+                    **common,
+                    metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
+                )
+            case ModelCalled():
+                self.metrics.llm_request_duration_seconds.labels(event.model).observe(
+                    event.duration_s
+                )
+                self.metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
+                self.metrics.llm_tokens_total.labels(event.model, "completion").inc(
+                    event.completion_tokens
+                )
+            case Answer(content=content):
+                self.publish(AgentFinalAnswer, content=content, **common)
+                return "finished"
+            case RunFailed():
+                code = RUN_ERROR_CODES.get(event.code, ErrorCode.AGENT_FAILED)
+                self.metrics.errors_total.labels(code.value).inc()
+                self.publish(
+                    AgentErrorEvent,
+                    error=event.error,
+                    code=code,
+                    retry_after_s=event.retry_after_s,
+                    **common,
+                )
+                return "error"
+        return None
+
+
+class SessionRegistry:
+    """Every session of this process, by id; a session is visible only to its owner."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        max_events: int,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.metrics = metrics
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.clock = clock
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.running)
+
+    def create(self, agent_name: str, owner: str, agent: BaseAgent) -> Session:
+        session = Session(
+            uuid.uuid4().hex,
+            agent_name,
+            owner,
+            agent,
+            max_events=self.max_events,
+            max_bytes=self.max_bytes,
+            metrics=self.metrics,
+        )
+        self.sessions[session.id] = session
+        self.metrics.active_sessions.inc()
+        return session
+
+    def get(self, session_id: str, owner: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None or session.owner != owner:  # same answer: never reveal it exists
+            raise SessionNotFound(f"no session {session_id!r} for this client")
+        return session
+
+    async def close(self, session: Session) -> None:
+        if self.sessions.pop(session.id, None) is not None:
+            self.metrics.active_sessions.dec()
+        await session.stop()
+
+    async def reap(self, retention_s: float) -> int:
+        """Close detached sessions idle for longer than retention_s; return how many."""
+        now = self.clock()
+        expired = [
+            s
+            for s in self.sessions.values()
+            if s.listener is None
+            and not s.running
+            and s.detached_at is not None
+            and now - s.detached_at >= retention_s
+        ]
+        for session in expired:
+            await self.close(session)
+        return len(expired)
+
+    async def close_all(self) -> None:
+        """Cancel every running agent and wait for it."""
+        for session in list(self.sessions.values()):
+            await self.close(session)

@@ -1,0 +1,235 @@
+"""Settings: one frozen model; load_settings(): flags > MYAGENT_WS_* env > YAML > defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/server.yaml")
+ENV_PREFIX = "MYAGENT_WS_"
+# Short environment names for the settings people set most; any other key is reachable as
+# MYAGENT_WS_<SECTION>__<KEY>, e.g. MYAGENT_WS_SESSIONS__RETENTION_S=600.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "HOST": ("server", "host"),
+    "PORT": ("server", "port"),
+    "TOKENS": ("auth", "tokens"),
+    "METRICS_TOKEN": ("auth", "metrics_token"),
+    "LOG_LEVEL": ("logging", "level"),
+    "LOG_FORMAT": ("logging", "format"),
+    "REDIS_URL": ("state", "redis_url"),
+    "ALLOWED_ORIGINS": ("cors", "allowed_origins"),
+}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    heartbeat_s: float = Field(default=20.0, gt=0, description="WebSocket ping interval")
+    max_message_bytes: int = Field(default=1 << 20, ge=1024, description="largest client frame")
+    send_queue_frames: int = Field(default=2000, ge=10, description="per-socket send queue")
+    shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
+    trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
+
+
+class AgentEntry(Section):
+    name: str = Field(default="", max_length=128, description="default: the agent's own name")
+    file: Path
+
+
+class TokenEntry(Section):
+    name: str | None = None
+    token: str = Field(min_length=1, description="the token, or sha256:<hex> of it")
+
+
+class AuthSettings(Section):
+    enabled: bool = True
+    tokens: list[TokenEntry | str] = Field(default_factory=list)
+    metrics_token: str | None = None
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+
+class RateLimitSettings(Section):
+    http_per_s: float = Field(default=20.0, gt=0)
+    http_burst: int = Field(default=40, ge=1)
+    messages_per_s: float = Field(default=2.0, gt=0, description="user.message frames")
+    messages_burst: int = Field(default=10, ge=1)
+    frames_per_s: float = Field(default=20.0, gt=0, description="every other frame")
+    frames_burst: int = Field(default=60, ge=1)
+    violations_before_close: int = Field(default=50, ge=1)
+    connections_per_identity: int = Field(default=100, ge=1)
+    max_connections: int = Field(default=10000, ge=1)
+    auth_failures_per_min: int = Field(default=30, ge=1)
+
+
+class SessionSettings(Section):
+    max_per_connection: int = Field(default=16, ge=1)
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+    multitask: Literal["reject", "enqueue", "interrupt"] = "reject"
+    retention_s: float = Field(default=300.0, ge=0)
+    buffer_events: int = Field(default=2000, ge=10)
+    buffer_bytes: int = Field(default=4 << 20, ge=1024)
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class CorsSettings(Section):
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
+
+
+class StateSettings(Section):
+    redis_url: str | None = None
+
+
+class Settings(Section):
+    """Everything the service reads from flags, env and YAML."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    agents: list[AgentEntry] = Field(default_factory=list)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    middlewares: list[Literal["auth", "rate_limit", "logging"]] = Field(
+        default_factory=lambda: ["auth", "rate_limit", "logging"]
+    )
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string of a YAML document."""
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"${{{name}}} is used in the config but not set in the environment; "
+                f"set it, or write ${{{name}:-default}}"
+            )
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        node = tree.get(key)
+        tree = tree.setdefault(key, {}) if not isinstance(node, dict) else node
+    tree[path[-1]] = value
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """MYAGENT_WS_* variables as a nested dict (values parsed as YAML scalars)."""
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :]
+        path = ENV_ALIASES.get(key) or tuple(part.lower() for part in key.split("__"))
+        if len(path) < 2:
+            continue
+        value = (
+            raw
+            if path in {("auth", "tokens"), ("cors", "allowed_origins")}
+            else yaml.safe_load(raw)
+        )
+        _set(tree, path, value)
+    return tree
+
+
+def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = (
+            merge(out[key], value)
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict)
+            else value
+        )
+    return out
+
+
+def read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (server:, agents:, ...)")
+    data = expand_env(data, env)
+    for agent in data.get("agents") or []:  # relative agent files are relative to the config
+        if isinstance(agent, dict) and isinstance(agent.get("file"), str):
+            agent["file"] = str((path.parent / agent["file"]).resolve())
+    return data
+
+
+def describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = (
+            "unknown key; check the spelling against config/server.schema.json"
+            if error["type"] == "extra_forbidden"
+            else error["msg"]
+        )
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from the YAML file (or config/server.yaml if present), env and flags."""
+    env = os.environ if env is None else env
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    data = read_yaml(path, env) if path is not None else {}
+    data = merge(data, env_overrides(env))
+    data = merge(data, flags or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, str(path or "defaults, env and flags"))) from exc
