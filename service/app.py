@@ -143,7 +143,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         finally:
             app[connections_key].discard(connection)
             metrics.active_connections.dec()
-            code = ws.close_code or connection.close_code or 1006
+            code = int(ws.close_code or connection.close_code or 1006)
             metrics.connections_closed_total.labels(str(code)).inc()
             log.info("ws_closed", code=code)
     return ws

@@ -167,17 +167,21 @@ class Connection:
                 if self.closing:
                     break
         finally:
-            await self.release()
+            self.release()
 
-    async def release(self) -> None:
+    def release(self) -> None:
+        """Stop the writer; detach this connection's sessions, or cancel them (on_disconnect).
+
+        Synchronous on purpose: aiohttp may cancel the handler task as the peer goes away, and
+        an await here would leave the cleanup half done.
+        """
         if self.writer is not None:
             self.writer.cancel()
-            await asyncio.gather(self.writer, return_exceptions=True)
         cancel = self.settings.sessions.on_disconnect == "cancel"
-        for session in list(self.sessions.values()):
+        for session in self.sessions.values():
             session.detach(self)
             if cancel:
-                await self.registry.close(session)
+                self.registry.discard(session)
         self.sessions.clear()
 
     async def on_text(self, text: str) -> None:

@@ -286,9 +286,17 @@ class SessionRegistry:
             raise SessionNotFound(f"no session {session_id!r} for this client")
         return session
 
-    async def close(self, session: Session) -> None:
+    def discard(self, session: Session) -> None:
+        """Forget a session and cancel its run without waiting for it."""
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.active_sessions.dec()
+        if session.running:
+            assert session.task is not None
+            session.task.cancel()
+
+    async def close(self, session: Session) -> None:
+        """Forget a session, cancel its run and wait for the run to end."""
+        self.discard(session)
         await session.stop()
 
     async def reap(self, retention_s: float) -> int:

@@ -37,7 +37,9 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     heartbeat_s: float = Field(default=20.0, gt=0, description="WebSocket ping interval")
-    max_message_bytes: int = Field(default=1 << 20, ge=1024, description="largest client frame")
+    max_message_bytes: int = Field(
+        default=1 << 20, ge=1024, description="client frames must be smaller; else close 1009"
+    )
     send_queue_frames: int = Field(default=2000, ge=10, description="per-socket send queue")
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
     trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
@@ -105,7 +107,12 @@ class CorsSettings(Section):
 
 
 class StateSettings(Section):
-    redis_url: str | None = None
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0; empty: memory")
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
 
 
 class Settings(Section):
@@ -233,3 +240,17 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe(exc, str(path or "defaults, env and flags"))) from exc
+
+
+def settings_schema() -> dict[str, Any]:
+    """The JSON Schema of the YAML config (config/server.schema.json), for editors."""
+    schema = Settings.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "myagent-ws server configuration"
+    return schema
+
+
+if __name__ == "__main__":  # python -m service.settings > config/server.schema.json
+    import json
+
+    print(json.dumps(settings_schema(), indent=2, ensure_ascii=False))

@@ -1,0 +1,69 @@
+"""/health and /metrics content."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from tests.service.conftest import create_session, offline_weather, receive_until, settings
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_health_reports_counts_and_agents(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "healthy" and body["agents"] == ["weather"]
+    assert (body["active_connections"], body["active_sessions"]) == (0, 0)
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    await create_session(ws)
+    body = await (await client.get("/health")).json()
+    assert (body["active_connections"], body["active_sessions"], body["running_sessions"]) == (
+        1,
+        1,
+        0,
+    )
+    assert {"timestamp", "version", "uptime_s"} <= body.keys()
+    await ws.close()
+
+
+async def test_metrics_count_frames_runs_tools_and_llm(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+    frames = await receive_until(ws)
+    await ws.send_str("{")
+    await ws.receive_json()
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    m = samples(await resp.text())
+    assert m[("myagent_ws_active_connections", ())] == 1
+    assert m[("myagent_ws_runs_total", (("agent", "weather"), ("outcome", "finished")))] == 1
+    assert m[("myagent_ws_tool_calls_total", (("status", "success"), ("tool", "get_weather")))] == 1
+    assert m[("myagent_ws_frames_received_total", (("event", "user.message"),))] == 1
+    sent = m[("myagent_ws_frames_sent_total", (("event", "agent.partial_answer"),))]
+    assert sent == sum(f["event"] == "agent.partial_answer" for f in frames)
+    assert m[("myagent_ws_errors_total", (("code", "invalid_json"),))] == 1
+    assert m[("myagent_ws_llm_request_duration_seconds_count", (("model", "offline"),))] == 2
+    assert m[("myagent_ws_llm_tokens_total", (("kind", "completion"), ("model", "offline")))] > 0
+    assert m[("myagent_ws_run_duration_seconds_count", (("agent", "weather"),))] == 1
+    await ws.close()
+
+
+async def test_each_app_has_its_own_registry(aiohttp_client) -> None:
+    first = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    second = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    ws = await first.ws_connect("/ws")
+    await ws.receive_json()
+    m = samples(await (await second.get("/metrics")).text())
+    assert m[("myagent_ws_active_connections", ())] == 0
+    await ws.close()
