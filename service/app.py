@@ -53,11 +53,7 @@ def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentS
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[sessions_key] = sessions = SessionRegistry(
-        app[metrics_key],
-        max_events=settings.sessions.buffer_events,
-        max_bytes=settings.sessions.buffer_bytes,
-    )
+    app[sessions_key] = sessions = SessionRegistry(app[metrics_key], settings.sessions)
     reaper = asyncio.create_task(reap_forever(sessions, settings.sessions.retention_s))
     yield
     reaper.cancel()
@@ -143,7 +139,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         finally:
             app[connections_key].discard(connection)
             metrics.active_connections.dec()
-            code = int(ws.close_code or connection.close_code or 1006)
+            code = int(connection.close_code or ws.close_code or 1006)
             metrics.connections_closed_total.labels(str(code)).inc()
             log.info("ws_closed", code=code)
     return ws

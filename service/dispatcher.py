@@ -66,7 +66,8 @@ class Connection:
         self.metrics = metrics
         self.frame_hooks = frame_hooks
         self.sessions: dict[str, Session] = {}  # attached here
-        self.queue: deque[tuple[str, str]] = deque()
+        self.queue: deque[tuple[str, str]] = deque()  # live frames, bounded
+        self.backlog: deque[tuple[str, str]] = deque()  # replayed frames, sent first
         self.wakeup = asyncio.Event()
         self.closing = False
         self.close_code: int | None = None
@@ -117,12 +118,12 @@ class Connection:
         )
 
     async def write_loop(self) -> None:
-        ws, queue = self.ws, self.queue
+        ws, queue, backlog = self.ws, self.queue, self.backlog
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
-            while queue:
-                data, event = queue.popleft()
+            while backlog or queue:
+                data, event = (backlog or queue).popleft()
                 await ws.send_str(data)
                 self.metrics.sent(event).inc()
 
@@ -132,6 +133,7 @@ class Connection:
             return
         self.closing, self.close_code = True, code
         self.queue.clear()
+        self.backlog.clear()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -145,8 +147,8 @@ class Connection:
 
     async def flush(self) -> None:
         """Send what is queued now (used before closing on shutdown)."""
-        while self.queue and not self.ws.closed:
-            data, event = self.queue.popleft()
+        while (self.backlog or self.queue) and not self.ws.closed:
+            data, event = (self.backlog or self.queue).popleft()
             await self.ws.send_str(data)
             self.metrics.sent(event).inc()
 
@@ -237,31 +239,30 @@ class Connection:
         return session
 
     async def on_message(self, frame: UserMessage) -> None:
-        self.session(frame.session_id).start_run(frame.content, frame.request_id)
+        self.session(frame.session_id).submit(frame.content, frame.request_id)
 
     async def on_cancel(self, frame: UserCancel) -> None:
         self.session(frame.session_id).cancel_run()
 
     async def on_resume(self, frame: UserResumeSession) -> None:
+        """Replay what the client missed, then stream live; no await between the two."""
         session = self.registry.get(frame.session_id, self.identity)
-        missed = session.events_after(frame.last_seq)
-        if (
-            len(self.sessions) >= self.settings.sessions.max_per_connection
-            and session.id not in self.sessions
+        if len(self.sessions) >= self.settings.sessions.max_per_connection and (
+            session.id not in self.sessions
         ):
             raise TooManySessions("this connection has too many sessions to resume another")
-        for _, data, event in missed:
-            self.deliver(data, event)
-        session.attach(self)
+        missed = session.events_after(frame.last_seq)
+        session.attach(self)  # live events from now on queue behind the replay
         self.sessions[session.id] = session
-        self.send(
-            AgentSessionResumed(
-                session_id=session.id,
-                replayed=len(missed),
-                last_seq=session.seq,
-                request_id=frame.request_id,
-            )
+        resumed = AgentSessionResumed(
+            session_id=session.id,
+            replayed=len(missed),
+            last_seq=session.seq,
+            request_id=frame.request_id,
         )
+        self.backlog.extend((data, event) for _, data, event in missed)
+        self.backlog.append((resumed.to_json(), resumed.event))
+        self.wakeup.set()
 
     async def on_close_session(self, frame: UserCloseSession) -> None:
         session = self.registry.get(frame.session_id, self.identity)

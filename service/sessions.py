@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -37,8 +37,12 @@ from service.protocol import (
     ThinkingMeta,
     ToolMeta,
 )
+from service.settings import SessionSettings
 
 log = structlog.get_logger("myagent_ws.sessions")
+MAX_PENDING = 16
+REMEMBERED_REQUESTS = 64
+Mirror = Callable[["Session", int, str, str], None]  # (session, seq, json, event) -> store
 RUN_ERROR_CODES = {
     "llm_failed": ErrorCode.LLM_FAILED,
     "max_steps": ErrorCode.MAX_STEPS,
@@ -65,6 +69,8 @@ class Session:
         max_events: int,
         max_bytes: int,
         metrics: Metrics,
+        multitask: str = "reject",
+        mirror: Mirror | None = None,
     ) -> None:
         self.id = session_id
         self.agent_name = agent_name
@@ -80,7 +86,13 @@ class Session:
         self.detached_at: float | None = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.run_id: str | None = None
-        self.runs_by_request: dict[str, str] = {}
+        self.multitask = multitask
+        self.pending: deque[tuple[str, str | None]] = deque()  # enqueued user.message frames
+        self.runs_by_request: OrderedDict[str, str] = OrderedDict()  # request_id -> run_id
+        self.terminal_by_run: dict[str, tuple[str, str]] = {}  # run_id -> its last frame
+        self.mirror = mirror
+        self.closed = False
+        self.last_frame: tuple[str, str] | None = None
 
     # --- events ---------------------------------------------------------------------------
 
@@ -91,6 +103,9 @@ class Session:
         data = event.to_json()
         self.log.append((self.seq, data, event.event))
         self.log_bytes += len(data)
+        self.last_frame = (data, event.event)
+        if self.mirror is not None:
+            self.mirror(self, self.seq, data, event.event)
         while len(self.log) > self.max_events or (
             self.log_bytes > self.max_bytes and len(self.log) > 1
         ):
@@ -128,21 +143,51 @@ class Session:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start_run(self, text: str, request_id: str | None) -> str:
-        """Start a run of the agent on `text`; SessionBusy if one is going."""
+    def submit(self, text: str, request_id: str | None) -> None:
+        """A user.message: start a run, or apply the multitask policy if one is going.
+
+        A request_id seen before never starts a second run: a finished run's terminal frame is
+        sent again; a running one just goes on streaming.
+        """
         if request_id is not None and request_id in self.runs_by_request:
-            return self.runs_by_request[request_id]  # a retried frame: the first run answers
-        if self.running:
+            last = self.terminal_by_run.get(self.runs_by_request[request_id])
+            if last is not None and self.listener is not None:
+                self.listener.deliver(*last)
+            return
+        if not self.running:
+            self._start(text, request_id)
+        elif self.multitask == "reject":
             raise SessionBusy(
                 "a run is already going in this session; wait for its final answer or send "
                 "user.cancel"
             )
+        elif len(self.pending) >= MAX_PENDING:
+            raise SessionBusy(f"{MAX_PENDING} messages are already waiting in this session")
+        else:
+            self.pending.append((text, request_id))
+            self._remember(request_id, "pending")
+            if self.multitask == "interrupt":
+                assert self.task is not None
+                self.task.cancel()
+
+    def _remember(self, request_id: str | None, run_id: str) -> None:
+        if request_id is None:
+            return
+        self.runs_by_request[request_id] = run_id
+        while len(self.runs_by_request) > REMEMBERED_REQUESTS:
+            _, old_run = self.runs_by_request.popitem(last=False)
+            self.terminal_by_run.pop(old_run, None)
+
+    def _start(self, text: str, request_id: str | None) -> None:
         self.run_id = run_id = uuid.uuid4().hex
-        if request_id is not None:
-            self.runs_by_request[request_id] = run_id
+        self._remember(request_id, run_id)
         self.metrics.running_sessions.inc()
         self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
-        return run_id
+
+    def _next(self) -> None:
+        """After a run: start the next enqueued message, if any."""
+        if self.pending and not self.closed:
+            self._start(*self.pending.popleft())
 
     def cancel_run(self) -> None:
         if not self.running:
@@ -152,6 +197,8 @@ class Session:
 
     async def stop(self) -> None:
         """Cancel the running run, if any, and wait for it to end."""
+        self.closed = True
+        self.pending.clear()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -181,6 +228,9 @@ class Session:
                 self.metrics.running_sessions.dec()
                 if self.listener is None:  # retention counts from the end of the last run
                     self.detached_at = time.monotonic()
+                if self.last_frame is not None:  # the run's terminal frame, for retries
+                    self.terminal_by_run[run_id] = self.last_frame
+                self._next()
                 self.metrics.runs_total.labels(self.agent_name, outcome).inc()
                 self.metrics.run_duration_seconds.labels(self.agent_name).observe(duration)
                 log.info(
@@ -248,16 +298,16 @@ class SessionRegistry:
     def __init__(
         self,
         metrics: Metrics,
+        config: SessionSettings,
         *,
-        max_events: int,
-        max_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        mirror: Mirror | None = None,
     ) -> None:
         self.sessions: dict[str, Session] = {}
         self.metrics = metrics
-        self.max_events = max_events
-        self.max_bytes = max_bytes
+        self.config = config
         self.clock = clock
+        self.mirror = mirror
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -272,9 +322,11 @@ class SessionRegistry:
             agent_name,
             owner,
             agent,
-            max_events=self.max_events,
-            max_bytes=self.max_bytes,
+            max_events=self.config.buffer_events,
+            max_bytes=self.config.buffer_bytes,
             metrics=self.metrics,
+            multitask=self.config.multitask,
+            mirror=self.mirror,
         )
         self.sessions[session.id] = session
         self.metrics.active_sessions.inc()

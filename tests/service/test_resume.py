@@ -1,0 +1,190 @@
+"""Sessions that outlive sockets: resume, retention, multitask policies, retried requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSMsgType
+
+from myagent.llm import AssistantTurn
+from service.app import create_app
+from service.keys import sessions_key
+from tests.service.conftest import (
+    GateTool,
+    create_session,
+    offline_weather,
+    receive_until,
+    scripted,
+    settings,
+)
+
+
+async def open_ws(client):  # type: ignore[no-untyped-def]
+    ws = await client.ws_connect("/ws")
+    assert (await ws.receive_json())["event"] == "system.connected"
+    return ws
+
+
+async def test_resume_on_new_connection_replays_missed_events_then_streams_live(
+    aiohttp_client, gate_tool: GateTool
+) -> None:
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "all done", tools=[gate_tool])
+    client = await aiohttp_client(create_app(settings(), {"weather": factory}))
+    first = await open_ws(client)
+    sid = await create_session(first)
+    await first.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    seen = await receive_until(first, "agent.thinking")  # seq 2 only
+    last_seq = seen[-1]["seq"]
+    await first.close()  # drop mid-run: the run goes on (on_disconnect: continue)
+    await asyncio.wait_for(gate_tool.started.wait(), 5)
+    second = await open_ws(client)
+    await second.send_json(
+        {
+            "event": "user.resume_session",
+            "session_id": sid,
+            "last_seq": last_seq,
+            "request_id": "res",
+        }
+    )
+    replay = await receive_until(second, "agent.session_resumed")
+    resumed = replay.pop()
+    assert resumed["request_id"] == "res" and resumed["replayed"] == len(replay)
+    assert [f["event"] for f in replay] == ["agent.tool_call"]
+    gate_tool.gate.set()  # the run continues and streams live to the new socket
+    live = await receive_until(second)
+    frames = [*seen, *replay, *live]
+    assert [f["seq"] for f in frames] == list(range(2, 2 + len(frames)))
+    assert frames[-1]["event"] == "agent.final_answer" and frames[-1]["content"] == "all done"
+    await second.close()
+
+
+async def test_resume_older_than_the_buffer_is_replay_unavailable(aiohttp_client) -> None:
+    app = create_app(settings(sessions={"buffer_events": 10}), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    for _ in range(2):
+        await ws.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+        last = (await receive_until(ws))[-1]
+    assert last["seq"] > 10
+    await ws.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 0})
+    error = await ws.receive_json()
+    assert error["code"] == "replay_unavailable"
+    assert error["oldest_seq"] == last["seq"] - 9
+    await ws.send_json(
+        {"event": "user.resume_session", "session_id": sid, "last_seq": last["seq"] - 10}
+    )  # exactly the oldest held: fine
+    frames = await receive_until(ws, "agent.session_resumed")
+    assert frames[-1]["replayed"] == 10 and frames[0]["seq"] == last["seq"] - 9
+    await ws.close()
+
+
+async def test_resume_of_unknown_session_is_session_not_found(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    ws = await open_ws(client)
+    await ws.send_json({"event": "user.resume_session", "session_id": "f" * 32, "last_seq": 0})
+    assert (await ws.receive_json())["code"] == "session_not_found"
+    await ws.close()
+
+
+async def test_detached_session_expires_after_retention(aiohttp_client) -> None:
+    app = create_app(settings(sessions={"retention_s": 0}), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    await ws.close()
+    registry = app[sessions_key]
+    async with asyncio.timeout(5):
+        while sid in registry.sessions:
+            await registry.reap(0)
+    second = await open_ws(client)
+    await second.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    assert (await second.receive_json())["code"] == "session_not_found"
+    await second.close()
+
+
+async def test_multitask_enqueue_runs_messages_in_order(
+    aiohttp_client, gate_tool: GateTool
+) -> None:
+    factory = scripted(
+        AssistantTurn.call("slow_lookup", query="x"), "first", "second", tools=[gate_tool]
+    )
+    app = create_app(settings(sessions={"multitask": "enqueue"}), {"weather": factory})
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
+    await receive_until(ws, "agent.tool_call")
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "2"})
+    gate_tool.gate.set()
+    one, two = await receive_until(ws), await receive_until(ws)
+    assert (one[-1]["content"], two[-1]["content"]) == ("first", "second")
+    assert one[-1]["run_id"] != two[-1]["run_id"]
+    await ws.close()
+
+
+async def test_multitask_interrupt_cancels_the_running_one(
+    aiohttp_client, gate_tool: GateTool
+) -> None:
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "newer", tools=[gate_tool])
+    app = create_app(settings(sessions={"multitask": "interrupt"}), {"weather": factory})
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
+    await receive_until(ws, "agent.tool_call")
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "2"})
+    first, second = await receive_until(ws), await receive_until(ws)
+    assert first[-1]["event"] == "agent.interrupted" and gate_tool.cancelled.is_set()
+    assert second[-1]["event"] == "agent.final_answer" and second[-1]["content"] == "newer"
+    await ws.close()
+
+
+async def test_retried_request_id_never_starts_a_second_run(aiohttp_client) -> None:
+    factory = scripted("only once")  # a second run would exhaust the script
+    client = await aiohttp_client(create_app(settings(), {"weather": factory}))
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    message = {"event": "user.message", "session_id": sid, "content": "hi", "request_id": "m1"}
+    await ws.send_json(message)
+    first = (await receive_until(ws))[-1]
+    await ws.send_json(message)
+    again = (await receive_until(ws))[-1]
+    assert again == first  # the same frame, same seq: the first run answers
+    await ws.close()
+
+
+async def test_slow_consumer_is_closed_1013_with_bounded_queue_and_stays_resumable(
+    aiohttp_client,
+) -> None:
+    big = "x" * 20_000
+    factory = scripted(AssistantTurn(content=big * 50))  # 1 MB streamed in 20 kB deltas
+    app = create_app(
+        settings(server={"send_queue_frames": 20}, sessions={"buffer_bytes": 8_000_000}),
+        {"weather": lambda: _chunked(factory())},
+    )
+    client = await aiohttp_client(app)
+    slow = await open_ws(client)
+    sid = await create_session(slow)
+    await slow.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    received = 0
+    async with asyncio.timeout(10):  # only now look: the server closed us with 1013
+        while (msg := await slow.receive()).type is WSMsgType.TEXT:
+            received += 1
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1013)
+    assert received <= 20 + 2  # the queue bound (+ connected, session_created)
+    session = app[sessions_key].sessions[sid]
+    assert session.task is not None
+    await asyncio.wait_for(asyncio.shield(session.task), 10)  # the run finished regardless
+    fast = await open_ws(client)
+    await fast.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    frames = await receive_until(fast, "agent.session_resumed", within_s=20)
+    assert frames[-2]["event"] == "agent.final_answer"
+    assert [f["seq"] for f in frames[:-1]] == list(range(2, len(frames) + 1))
+    await fast.close()
+    await slow.close()
+
+
+def _chunked(agent):  # type: ignore[no-untyped-def]
+    agent.llm.chunk_chars = 20_000
+    return agent
