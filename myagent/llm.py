@@ -7,7 +7,8 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import openai
 import structlog
@@ -18,6 +19,22 @@ from myagent.schema import Function, Message, ToolCall, Usage
 
 log = structlog.get_logger("myagent.llm")
 _call_ids = itertools.count(1)
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Like contextlib.aclosing, for any async iterator: closes it now, not when collected.
+
+    An async generator abandoned mid-iteration is otherwise closed later by the event loop,
+    holding its HTTP response (or leaving its agent RUNNING) until then.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class AssistantTurn(BaseModel):
@@ -76,6 +93,7 @@ class LLM:
             "max_retries": max_retries,
         }
         self._client = client
+        self._owns_client = client is None
         self.total_usage = Usage()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LLM:
@@ -94,6 +112,12 @@ class LLM:
                 raise LLMError(f"cannot create the OpenAI client: {exc}") from exc
         return self._client
 
+    async def aclose(self) -> None:
+        """Close the HTTP client this model created; a later call creates a new one."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[str | AssistantTurn]:
@@ -111,7 +135,7 @@ class LLM:
             request["max_tokens"] = self.max_tokens
         started = time.perf_counter()
         text: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
+        calls = _ToolCallParts()
         usage = Usage()
         try:
             response = await self.client.chat.completions.create(**request)
@@ -129,34 +153,32 @@ class LLM:
                         text.append(delta.content)
                         yield delta.content
                     for part in delta.tool_calls or ():
-                        slot = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = part.id or slot["id"]
-                        if part.function is not None:
-                            slot["name"] += part.function.name or ""
-                            slot["arguments"] += part.function.arguments or ""
+                        calls.add(part)
             finally:
                 await response.close()
         except openai.RateLimitError as exc:
             raise LLMRateLimitError(
                 f"the model endpoint is rate limiting us (429) after retries: {exc.message}",
-                retry_after_s=_retry_after(exc.response.headers.get("retry-after")),
+                retry_after_s=retry_after_s(exc.response.headers),
             ) from exc
         except openai.APIStatusError as exc:
             raise LLMError(
                 f"the model endpoint answered HTTP {exc.status_code}: {exc.message}"
             ) from exc
+        except openai.APITimeoutError as exc:
+            timeout = self._client_args["timeout"]
+            raise LLMError(
+                f"the model endpoint timed out (timeout_s={timeout}); "
+                "raise timeout_s or check the endpoint"
+            ) from exc
         except openai.APIConnectionError as exc:
             raise LLMError(f"cannot reach the model endpoint: {exc}") from exc
+        except openai.APIError as exc:
+            raise LLMError(f"the model endpoint reported an error: {exc.message}") from exc
         except (openai.OpenAIError, ValueError, KeyError) as exc:
             raise LLMError(f"the model endpoint sent a malformed stream: {exc}") from exc
         self.total_usage = self.total_usage + usage
-        tool_calls = [
-            ToolCall(
-                id=slot["id"] or f"call_{next(_call_ids)}",
-                function=Function(name=slot["name"], arguments=slot["arguments"]),
-            )
-            for _, slot in sorted(calls.items())
-        ]
+        tool_calls = calls.tool_calls()
         log.debug(
             "llm_turn",
             model=self.model_name,
@@ -167,11 +189,49 @@ class LLM:
         yield AssistantTurn(content="".join(text) or None, tool_calls=tool_calls, usage=usage)
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+class _ToolCallParts:
+    """Tool calls put together from streamed deltas, which carry the call's `index`."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, dict[str, str]] = {}
+
+    def add(self, part: Any) -> None:
+        index = part.index
+        if index is None:  # some servers leave it out: a new id starts a new call
+            same = [i for i, slot in self.slots.items() if part.id and slot["id"] == part.id]
+            if same:
+                index = same[0]
+            else:
+                index = len(self.slots) if part.id or not self.slots else max(self.slots)
+        slot = self.slots.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        slot["id"] = part.id or slot["id"]
+        if part.function is not None:
+            name = part.function.name or ""
+            if name != slot["name"]:  # some servers repeat the whole name in every delta
+                slot["name"] += name
+            slot["arguments"] += part.function.arguments or ""
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(
+                id=slot["id"] or f"call_{next(_call_ids)}",
+                function=Function(name=slot["name"], arguments=slot["arguments"]),
+            )
+            for _, slot in sorted(self.slots.items())
+        ]
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """The wait a 429 asked for: retry-after-ms, else retry-after seconds (as the SDK reads it)."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            continue
+    return None
 
 
 class ScriptExhaustedError(LLMError):

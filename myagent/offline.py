@@ -168,7 +168,10 @@ class OfflineLLM:
 
     def reply(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> AssistantTurn:
         """The turn this model gives for a conversation."""
-        last_user = max((i for i, m in enumerate(messages) if m.role is Role.USER), default=-1)
+        last_user = max(
+            (i for i, m in enumerate(messages) if m.role is Role.USER and not m.is_step_prompt),
+            default=-1,
+        )
         question = messages[last_user].content or "" if last_user >= 0 else ""
         results = [m for m in messages[last_user + 1 :] if m.role is Role.TOOL]
         usage = Usage(prompt_tokens=sum(len(m.content or "") for m in messages) // 4)

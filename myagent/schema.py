@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+STEP_PROMPT = "next_step_prompt"  # the name that marks a step prompt; never sent to the API
+
 
 class AgentState(StrEnum):
     """Lifecycle of an agent: IDLE -> RUNNING -> FINISHED | ERROR, then IDLE again."""
@@ -66,6 +68,15 @@ class Message(BaseModel):
     @classmethod
     def user(cls, content: str) -> Message:
         return cls(role=Role.USER, content=content)
+
+    @classmethod
+    def step_prompt(cls, content: str) -> Message:
+        """A user message the agent adds to a request (next_step_prompt), not to memory."""
+        return cls(role=Role.USER, content=content, name=STEP_PROMPT)
+
+    @property
+    def is_step_prompt(self) -> bool:
+        return self.role is Role.USER and self.name == STEP_PROMPT
 
     @classmethod
     def assistant(cls, content: str | None, tool_calls: list[ToolCall] | None = None) -> Message:

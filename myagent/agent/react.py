@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from myagent.agent.base import BaseAgent
 from myagent.events import RunEvent
+from myagent.llm import closing_stream
 
 
 class ReActAgent(BaseAgent):
@@ -21,8 +22,10 @@ class ReActAgent(BaseAgent):
         """Carry out what `think()` decided."""
 
     async def step(self) -> AsyncIterator[RunEvent]:
-        async for event in self.think():
-            yield event
-        if self.final_answer is None:
-            async for event in self.act():
+        async with closing_stream(self.think()) as thoughts:
+            async for event in thoughts:
                 yield event
+        if self.final_answer is None:
+            async with closing_stream(self.act()) as actions:
+                async for event in actions:
+                    yield event

@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from myagent.agent.react import ReActAgent
 from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
-from myagent.llm import AssistantTurn
+from myagent.llm import AssistantTurn, closing_stream
 from myagent.schema import Message, ToolCall
 from myagent.tool.collection import ToolCollection
 from myagent.tool.terminate import TERMINATE
@@ -27,18 +27,21 @@ class ToolCallAgent(ReActAgent):
         messages = [Message.system(self.system_prompt)] if self.system_prompt else []
         messages.extend(self.memory.messages)
         if self.next_step_prompt and self.current_step > 1:
-            messages.append(Message.user(self.next_step_prompt))  # a nudge, not kept in memory
+            messages.append(Message.step_prompt(self.next_step_prompt))  # not kept in memory
         return messages
 
     async def think(self) -> AsyncIterator[RunEvent]:
+        self._pending = []  # calls of an interrupted run must not be run now
         yield Thinking(step=self.current_step, content=f"Step {self.current_step}: thinking")
         started = time.perf_counter()
         turn: AssistantTurn | None = None
-        async for item in self.llm.stream(self.llm_messages(), self.tools.to_params()):
-            if isinstance(item, str):
-                yield AnswerDelta(content=item)
-            else:
-                turn = item
+        stream = self.llm.stream(self.llm_messages(), self.tools.to_params())
+        async with closing_stream(stream):  # closes the HTTP response now
+            async for item in stream:
+                if isinstance(item, str):
+                    yield AnswerDelta(content=item)
+                else:
+                    turn = item
         if turn is None:  # a ChatModel must end its stream with the whole turn
             raise RuntimeError(f"{type(self.llm).__name__}.stream() ended without a turn")
         yield ModelCalled(
@@ -65,7 +68,8 @@ class ToolCallAgent(ReActAgent):
             started = time.perf_counter()
             if problem is None:
                 result = await self.tools.execute(name, args)
-                output, error = (str(result.output or ""), result.error)
+                output = "" if result.output is None else str(result.output)
+                error = result.error
             else:
                 output, error = None, problem
             self.memory.add(

@@ -6,8 +6,11 @@ import inspect
 from abc import abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, create_model
 from pydantic._internal._model_construction import ModelMetaclass
+
+log = structlog.get_logger("myagent.tool")
 
 # Authors write `name = "get_weather"` with no annotation, as the seed does; pydantic refuses an
 # unannotated override of a field, so the metaclass annotates these before pydantic sees them.
@@ -40,7 +43,9 @@ class ToolResult(BaseModel):
         return any((self.output, self.error, self.system))
 
     def __str__(self) -> str:
-        return f"Error: {self.error}" if self.error else str(self.output or "")
+        if self.error:
+            return f"Error: {self.error}"
+        return "" if self.output is None else str(self.output)
 
 
 class BaseTool(BaseModel, metaclass=_ToolMeta):
@@ -64,7 +69,7 @@ class BaseTool(BaseModel, metaclass=_ToolMeta):
         return await self.execute(**kwargs)
 
     @property
-    def schema(self) -> dict[str, Any]:
+    def schema(self) -> dict[str, Any]:  # type: ignore[override]  # BaseModel.schema is deprecated
         """The JSON schema of the arguments, given or inferred from `execute`."""
         if self.parameters is not None:
             return self.parameters
@@ -87,15 +92,30 @@ class BaseTool(BaseModel, metaclass=_ToolMeta):
 
 def signature_schema(func: Any) -> dict[str, Any]:
     """A JSON schema of a function's keyword arguments, built with pydantic."""
+    try:  # resolve `from __future__ import annotations` strings in the tool's own module
+        params = list(inspect.signature(func, eval_str=True).parameters.values())
+    except (NameError, TypeError, SyntaxError):
+        params = list(inspect.signature(func).parameters.values())
+    params = [p for p in params[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # no self
+    try:
+        return _schema(func, params, typed=True)
+    except PydanticUserError:
+        log.warning("tool_schema_untyped", tool=func.__qualname__)  # a type pydantic cannot map
+        return _schema(func, params, typed=False)
+
+
+def _schema(func: Any, params: list[inspect.Parameter], *, typed: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for param in list(inspect.signature(func).parameters.values())[1:]:  # skip self
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        annotation = Any if param.annotation is param.empty else param.annotation
+    for index, param in enumerate(params):
+        annotation = param.annotation
+        if not typed or annotation is param.empty or isinstance(annotation, str):
+            annotation = Any
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, default)
+        # Internal field names, the real ones as aliases: `json`, `copy` or `schema` would
+        # shadow BaseModel attributes, `_x` would be private.
+        fields[f"arg{index}"] = (annotation, Field(default, alias=param.name))
     model = create_model(f"{func.__qualname__}_args", **fields)
-    schema = model.model_json_schema()
+    schema: dict[str, Any] = model.model_json_schema(by_alias=True)
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,10 +30,7 @@ class ToolCollection(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ToolCollection:
-        names = [tool.name for tool in self.tools]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+        check_unique(self.tools)
         return self
 
     def __iter__(self) -> Iterator[BaseTool]:  # type: ignore[override]
@@ -45,8 +43,9 @@ class ToolCollection(BaseModel):
         return next((tool for tool in self.tools if tool.name == name), None)
 
     def add(self, *tools: BaseTool) -> None:
+        """Add tools; raise ValueError (and add none) if a name is taken."""
+        check_unique([*self.tools, *tools])
         self.tools = [*self.tools, *tools]
-        self._unique_names()
 
     @property
     def names(self) -> list[str]:
@@ -63,18 +62,27 @@ class ToolCollection(BaseModel):
         missing = [key for key in tool.schema.get("required", []) if key not in args]
         if missing:
             return ToolResult(error=f"missing required argument(s): {', '.join(missing)}")
+        try:  # check the arguments first, so a TypeError inside the tool counts as a crash
+            inspect.signature(tool.execute).bind(**args)
+        except TypeError as exc:
+            return ToolResult(error=f"bad arguments for {name}: {exc}")
         try:
             result = await tool.execute(**args)
         except asyncio.CancelledError:
             raise
         except ToolError as exc:
             return ToolResult(error=str(exc))
-        except TypeError as exc:
-            return ToolResult(error=f"bad arguments for {name}: {exc}")
         except Exception as exc:  # the tool boundary: a bug in a tool must not end the run
             log.exception("tool_crashed", tool=name)
             return ToolResult(error=f"{name} failed: {type(exc).__name__}: {exc}")
         return result if isinstance(result, ToolResult) else ToolResult(output=result)
+
+
+def check_unique(tools: Iterable[BaseTool]) -> None:
+    names = [tool.name for tool in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
 
 
 def as_collection(tools: ToolCollection | Iterable[BaseTool] | None) -> ToolCollection:

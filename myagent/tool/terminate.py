@@ -12,11 +12,11 @@ class Terminate(BaseTool):
 
     name: str = TERMINATE
     description: str = "Finish the task and give the final answer to the user."
-    parameters: dict[str, object] | None = {  # type: ignore[assignment]
+    parameters: dict[str, object] | None = {
         "type": "object",
         "properties": {"message": {"type": "string", "description": "The final answer."}},
         "required": ["message"],
     }
 
-    async def execute(self, *, message: str) -> ToolResult:  # type: ignore[override]
+    async def execute(self, *, message: str) -> ToolResult:
         return ToolResult(output=message)

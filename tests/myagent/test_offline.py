@@ -1,16 +1,56 @@
 """The offline model drives the seed's weather agent with no account."""
 
+from myagent import OfflineLLM, ScriptedLLM
 from myagent.events import Answer, ToolFinished, ToolStarted
+from tests.myagent.helpers import collect, weather_agent
 
 
 async def test_offline_weather_agent_calls_get_weather_and_answers() -> None:
     from examples.weather_agent import agent
 
     run = agent.model_copy(deep=True)
-    events = [event async for event in run.stream_run("查询北京天气")]
+    events = await collect(run.stream_run("查询北京天气"))
     calls = [e for e in events if isinstance(e, ToolStarted)]
     results = [e for e in events if isinstance(e, ToolFinished)]
     assert [(c.tool, c.args) for c in calls] == [("get_weather", {"city": "北京"})]
     assert results[0].status == "success"
     assert isinstance(events[-1], Answer)
     assert "北京的天气：晴朗，25°C" in events[-1].content
+
+
+async def test_offline_english_question_extracts_the_city() -> None:
+    agent = weather_agent(OfflineLLM())
+    events = await collect(agent.stream_run("What's the weather in Paris?"))
+    calls = [(e.tool, e.args) for e in events if isinstance(e, ToolStarted)]
+    assert calls == [("get_weather", {"city": "Paris"})]
+    assert isinstance(events[-1], Answer) and "Paris的天气" in events[-1].content
+
+
+async def test_offline_without_a_matching_tool_says_it_is_offline() -> None:
+    agent = weather_agent(OfflineLLM())
+    events = await collect(agent.stream_run("Tell me a joke"))
+    assert not [e for e in events if isinstance(e, ToolStarted)]
+    assert isinstance(events[-1], Answer)
+    assert "offline model" in events[-1].content
+    assert "get_weather" in events[-1].content
+
+
+async def test_offline_answers_from_tool_results_despite_a_next_step_prompt() -> None:
+    agent = weather_agent(OfflineLLM(), next_step_prompt="If you are done, answer the user.")
+    events = await collect(agent.stream_run("查询北京天气"))
+    assert len([e for e in events if isinstance(e, ToolStarted)]) == 1
+    assert isinstance(events[-1], Answer)
+    assert "北京的天气：晴朗，25°C" in events[-1].content
+
+
+async def test_offline_second_question_gets_its_own_tool_call() -> None:
+    agent = weather_agent(OfflineLLM())
+    await agent.arun("查询北京天气")
+    answer = await agent.arun("What's the weather in Paris?")
+    assert "Paris的天气" in answer and "北京" not in answer
+
+
+async def test_offline_model_is_shared_by_agent_copies() -> None:
+    template = weather_agent(OfflineLLM())
+    assert template.model_copy(deep=True).llm is template.llm
+    assert isinstance(weather_agent(ScriptedLLM()).llm, ScriptedLLM)
