@@ -228,3 +228,30 @@ SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     AgentInterrupted,
     AgentErrorEvent,
 )
+
+
+def protocol_schema() -> dict[str, Any]:
+    """A JSON Schema of every frame, client and server (docs/protocol.schema.json)."""
+    from pydantic.json_schema import models_json_schema
+
+    models = [
+        (m, "validation")
+        for m in (
+            UserCreateSession,
+            UserMessage,
+            UserCancel,
+            UserResumeSession,
+            UserCloseSession,
+            UserPing,
+        )
+    ]
+    models += [(m, "serialization") for m in SERVER_EVENTS]
+    _, schema = models_json_schema(models, title="myagent-ws wire protocol " + PROTOCOL_VERSION)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+if __name__ == "__main__":  # python -m service.protocol > docs/protocol.schema.json
+    import json
+
+    print(json.dumps(protocol_schema(), indent=2, ensure_ascii=False))
