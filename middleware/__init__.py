@@ -1,5 +1,116 @@
-"""The middleware stack: one ordered list, applied to HTTP requests and to WebSocket frames."""
+"""The middleware stack: one ordered list, applied to HTTP requests and to WebSocket frames.
 
+`build_middlewares(settings, metrics)` reads `middlewares:` (outermost first) and builds each
+named layer from MIDDLEWARES; the same objects give the app its aiohttp middlewares and the
+dispatcher its frame hooks. See docs/middleware.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware as AiohttpMiddleware
+
+from middleware.access_log import AccessLog, LoggingMiddleware
+from middleware.auth import AuthMiddleware, protected_mode_problem
+from middleware.base import (
+    Middleware,
+    StackConfigError,
+    StackContext,
+    StackMetrics,
+    StackSettings,
+)
+from middleware.client import ClientResolver, RequestContext
 from middleware.frames import FrameInfo, FrameRejected
+from middleware.origin import setup_cors
+from middleware.rate_limit import RateLimitMiddleware
+from middleware.store import LimitStore, MemoryStore
 
-__all__ = ["FrameInfo", "FrameRejected"]
+MIDDLEWARES: dict[str, type[Middleware]] = {
+    layer.name: layer for layer in (AuthMiddleware, RateLimitMiddleware, LoggingMiddleware)
+}
+FrameHook = Callable[[FrameInfo], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The built stack: RequestContext first, then the configured layers in order."""
+
+    context: RequestContext
+    layers: tuple[Middleware, ...]
+    allowed_origins: tuple[str, ...]
+
+    @property
+    def http(self) -> list[AiohttpMiddleware]:
+        return [self.context.http(), *(layer.http() for layer in self.layers)]
+
+    @property
+    def frame_hooks(self) -> list[FrameHook]:
+        return [layer.on_frame for layer in self.layers if layer.sees_frames()]
+
+    def install(self, app: web.Application) -> None:
+        """After the routes are added: CORS on them, and each layer's signals."""
+        setup_cors(app, self.allowed_origins)
+        for layer in self.layers:
+            layer.install(app)
+
+
+def check_names(names: Sequence[str]) -> None:
+    """StackConfigError for a name not in MIDDLEWARES, or one listed twice."""
+    for name in names:
+        if name not in MIDDLEWARES:
+            known = ", ".join(MIDDLEWARES)
+            raise StackConfigError(f"unknown middleware {name!r}; known: {known}")
+    if len(set(names)) != len(names):
+        raise StackConfigError(f"a middleware is listed twice in {list(names)}")
+
+
+def build_middlewares(
+    settings: StackSettings,
+    metrics: StackMetrics,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    store: LimitStore | None = None,
+) -> Stack:
+    """The stack `settings.middlewares` names; StackConfigError if it must not run as set."""
+    names = list(settings.middlewares)
+    check_names(names)
+    auth = settings.auth
+    problem = protected_mode_problem(
+        settings.server.host,
+        auth.enabled,
+        has_tokens=bool(auth.tokens),
+        in_stack="auth" in names,
+    )
+    if problem is not None:
+        raise StackConfigError(problem)
+    clients = ClientResolver(settings.server.trusted_proxies)
+    ctx = StackContext(
+        settings=settings,
+        metrics=metrics,
+        clock=clock,
+        store=store if store is not None else MemoryStore(),
+        clients=clients,
+        access=AccessLog(metrics, clock),
+    )
+    return Stack(
+        context=RequestContext.create(ctx),
+        layers=tuple(MIDDLEWARES[name].create(ctx) for name in names),
+        allowed_origins=tuple(settings.cors.allowed_origins),
+    )
+
+
+__all__ = [
+    "MIDDLEWARES",
+    "FrameInfo",
+    "FrameRejected",
+    "Middleware",
+    "Stack",
+    "StackConfigError",
+    "StackContext",
+    "build_middlewares",
+    "check_names",
+]

@@ -16,7 +16,9 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
+from middleware import StackConfigError, build_middlewares
 from service.dispatcher import Connection
+from service.errors import ConfigError
 from service.keys import (
     agents_key,
     connections_key,
@@ -177,14 +179,18 @@ def create_app(
     if not specs:
         raise ValueError("no agent to serve: pass an agent file or list agents in the config")
     metrics = Metrics.create(registry or CollectorRegistry())  # one registry per app
-    app = web.Application(middlewares=[])
+    try:
+        stack = build_middlewares(settings, metrics)
+    except StackConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    app = web.Application(middlewares=stack.http)  # docs/middleware.md
     app[settings_key] = settings
     app[agents_key] = specs
     app[metrics_key] = metrics
     app[connections_key] = set()
     app[started_key] = time.monotonic()
     app[draining_key] = [False]
-    app[frame_hooks_key] = []
+    app[frame_hooks_key] = stack.frame_hooks
     app.cleanup_ctx.append(sessions_ctx)
     app.on_shutdown.append(drain)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
@@ -193,4 +199,5 @@ def create_app(
     app.router.add_get("/", ws_handler)
     if STATIC.is_dir():
         app.router.add_static("/static/", STATIC, append_version=False)
+    stack.install(app)  # CORS on the routes; the upgrade's access-log line
     return app

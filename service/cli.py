@@ -92,11 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        app = create_app(settings, agents)  # checks the middleware stack and protected mode
+    except ConfigError as exc:
+        print(f"myagent-ws: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check":
         for spec in agents.values():
             print(f"ok: agent {spec.name!r} from {spec.file}")
         return EXIT_OK
-    app = create_app(settings, agents)
     host, port = settings.server.host, settings.server.port
     log = structlog.get_logger("myagent_ws")
     for spec in agents.values():

@@ -39,7 +39,7 @@ from service.sessions import Session, SessionRegistry
 from service.settings import Settings
 
 log = structlog.get_logger("myagent_ws.connection")
-FrameHook = Callable[[FrameInfo], None]
+FrameHook = Callable[[FrameInfo], Awaitable[None]]  # a middleware; raises FrameRejected
 TRY_AGAIN_LATER = 1013
 
 
@@ -126,6 +126,7 @@ class Connection:
                 data, event = (backlog or queue).popleft()
                 await ws.send_str(data)
                 self.metrics.sent(event).inc()
+                log.debug("frame_out", frame=event, size=len(data))
 
     def close(self, code: int, reason: str) -> None:
         """Stop sending and close the socket with `code` (from any task)."""
@@ -195,12 +196,15 @@ class Connection:
             self.metrics.received(frame.event).inc()
             info = FrameInfo(identity=self.identity, event=frame.event, size=len(text))
             for hook in self.frame_hooks:
-                hook(info)
+                await hook(info)
             await self.handlers[type(frame)](frame)
         except FrameRejected as exc:
             self.error(exc, request_id)
             if exc.close:
-                self.close(WSCloseCode.POLICY_VIOLATION, "too many rejected frames")
+                reason = "too many rejected frames"
+                self.close(WSCloseCode.POLICY_VIOLATION, reason)
+                # now, from the reader: were the handler to return first, aiohttp would send 1000
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
         except ServiceError as exc:
             self.error(exc, request_id, session_id)
 

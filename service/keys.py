@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from agent_loader.loader import AgentSpec
+from middleware.keys import client_ip_key as client_ip_key  # set by the stack
+from middleware.keys import identity_key as identity_key  # the token's name, set by auth
 from service.metrics import Metrics
 from service.sessions import SessionRegistry
 from service.settings import Settings
@@ -22,8 +24,5 @@ connections_key: web.AppKey[set[Connection]] = web.AppKey("connections", set)
 frame_hooks_key: web.AppKey[list[FrameHook]] = web.AppKey("frame_hooks", list)
 started_key = web.AppKey("started", float)
 draining_key: web.AppKey[list[bool]] = web.AppKey("draining", list)  # [flag], set on shutdown
-
-identity_key = web.RequestKey("identity", str)  # set by the auth middleware
-client_ip_key = web.RequestKey("client_ip", str)  # the real client address (trusted proxies)
 
 __all__: list[Any] = []

@@ -9,8 +9,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from middleware import MIDDLEWARES, check_names
+from middleware.auth import parse_token, parse_tokens
+from middleware.client import check_proxies
+from middleware.origin import check_origins
 from service.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/server.yaml")
@@ -30,7 +41,8 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error must not print the tokens it was given
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ServerSettings(Section):
@@ -43,6 +55,12 @@ class ServerSettings(Section):
     send_queue_frames: int = Field(default=2000, ge=10, description="per-socket send queue")
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
     trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        check_proxies(value)
+        return value
 
 
 class AgentEntry(Section):
@@ -66,6 +84,14 @@ class AuthSettings(Section):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _parse(self) -> AuthSettings:
+        """sha256: entries must be 64 hex digits (the error names the token, never its value)."""
+        parse_tokens(self.tokens)
+        if self.metrics_token:
+            parse_token(self.metrics_token, "metrics")
+        return self
 
 
 class RateLimitSettings(Section):
@@ -105,6 +131,12 @@ class CorsSettings(Section):
             [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         )
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        check_origins(value)
+        return value
+
 
 class StateSettings(Section):
     redis_url: str | None = Field(default=None, description="redis://host:6379/0; empty: memory")
@@ -122,13 +154,21 @@ class Settings(Section):
     agents: list[AgentEntry] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
-    middlewares: list[Literal["auth", "rate_limit", "logging"]] = Field(
-        default_factory=lambda: ["auth", "rate_limit", "logging"]
+    middlewares: list[str] = Field(
+        default_factory=lambda: ["auth", "rate_limit", "logging"],
+        description="the middleware stack, outermost first (docs/middleware.md)",
+        json_schema_extra={"items": {"enum": list(MIDDLEWARES), "type": "string"}},
     )
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+
+    @field_validator("middlewares")
+    @classmethod
+    def _known_middlewares(cls, value: list[str]) -> list[str]:
+        check_names(value)
+        return value
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

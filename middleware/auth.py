@@ -1,0 +1,236 @@
+"""The `auth` middleware: the Origin check, then a bearer token, before any upgrade.
+
+Tokens come as `Authorization: Bearer T` or `?token=T` (browsers cannot set WebSocket headers).
+Each configured token is kept only as its SHA-256 (YAML may hold `sha256:<hex>` instead of the
+secret), compared in constant time; its name is the identity in logs and session ownership.
+A token never appears in a log line, a metric label or an error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Self
+
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from middleware.access_log import AccessLog
+from middleware.base import (
+    Middleware,
+    StackContext,
+    StackMetrics,
+    TokenLike,
+    error_response,
+    is_upgrade,
+)
+from middleware.keys import ANONYMOUS, client_ip_key, identity_key
+from middleware.origin import OriginPolicy
+from middleware.store import LimitStore
+
+SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
+PUBLIC_PATHS = frozenset({"/health"})  # never need a token
+PAGE_PATHS = frozenset({"/"})  # the web console: its page is public, its upgrade is not
+PUBLIC_PREFIXES = ("/static/",)
+METRICS_PATH = "/metrics"
+REALM = 'Bearer realm="myagent-ws"'
+MISSING = (
+    "a token is required: send the header `Authorization: Bearer <token>`, "
+    "or add ?token=<token> to the URL"
+)
+INVALID = "the token is not valid; check it against the server's auth.tokens"
+THROTTLED = "too many failed logins from this address; retry later"
+FOREIGN_ORIGIN = (
+    "this page's origin may not open the WebSocket; add it to cors.allowed_origins on the server"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A configured token: its name (the identity) and the SHA-256 of its secret."""
+
+    name: str
+    digest: bytes
+
+    def __repr__(self) -> str:
+        return f"Token(name={self.name!r})"
+
+
+def parse_token(value: str, name: str) -> Token:
+    """A token from config: the secret itself, or `sha256:<64 hex digits>` of it."""
+    if value.startswith("sha256:"):
+        match = SHA256.fullmatch(value)
+        if match is None:
+            raise ValueError(
+                f"token {name!r}: sha256: must be followed by the 64 hex digits of the token's "
+                'SHA-256 (printf %s "$TOKEN" | sha256sum)'
+            )
+        return Token(name, bytes.fromhex(match.group(1)))
+    return Token(name, hashlib.sha256(value.encode()).digest())
+
+
+def parse_tokens(entries: Iterable[TokenLike | str]) -> tuple[Token, ...]:
+    """Named entries keep their name; bare ones are token-1, token-2... by position."""
+    tokens = []
+    for number, entry in enumerate(entries, start=1):
+        if isinstance(entry, str):
+            tokens.append(parse_token(entry, f"token-{number}"))
+        else:
+            tokens.append(parse_token(entry.token, entry.name or f"token-{number}"))
+    return tuple(tokens)
+
+
+def match_token(presented: str, tokens: Sequence[Token]) -> Token | None:
+    """The token equal to `presented`, comparing every digest in constant time."""
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(digest, token.digest) and found is None:
+            found = token
+    return found
+
+
+def presented_token(request: web.Request) -> str | None:
+    """The bearer token of the Authorization header, else the `token` query parameter."""
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token") or None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def protected_mode_problem(
+    host: str, enabled: bool, *, has_tokens: bool, in_stack: bool
+) -> str | None:
+    """Why this server must not start (Redis-style protected mode), or None."""
+    if not enabled or is_loopback(host):
+        return None
+    if not has_tokens:
+        return (
+            f"refusing to listen on {host!r} with no auth token (protected mode): anyone who can "
+            "reach this address could run the agent. Set MYAGENT_WS_TOKENS=<token> or auth.tokens "
+            "in the config, listen on 127.0.0.1, or turn auth off explicitly with "
+            "`auth.enabled: false` (MYAGENT_WS_AUTH__ENABLED=false)"
+        )
+    if not in_stack:
+        return (
+            f"refusing to listen on {host!r}: auth is enabled but `auth` is not in `middlewares:`, "
+            "so no token would be checked. Add it, or set `auth.enabled: false`"
+        )
+    return None
+
+
+class AuthMiddleware(Middleware):
+    """Origin, then token: 403 for a foreign page, 401 + WWW-Authenticate, 429 for guessers.
+
+    With no tokens (auth off, or loopback without tokens) every request is `anonymous`. /health
+    and the console page are public; /metrics takes only `metrics_token` when one is set.
+    Failures are counted per client address: past `failures_per_min` every attempt from that
+    address gets 429 without its token being checked, so guessing runs at that rate at most.
+    """
+
+    name = "auth"
+
+    def __init__(
+        self,
+        tokens: Sequence[Token],
+        *,
+        metrics_tokens: Sequence[Token] = (),
+        origins: OriginPolicy,
+        failures_per_min: int,
+        store: LimitStore,
+        access: AccessLog,
+        metrics: StackMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.tokens = tuple(tokens)
+        self.metrics_tokens = tuple(metrics_tokens)
+        self.origins = origins
+        self.failure_rate = failures_per_min / 60.0
+        self.failure_burst = failures_per_min
+        self.store = store
+        self.access = access
+        self.metrics = metrics
+        self.clock = clock
+
+    @classmethod
+    def create(cls, ctx: StackContext) -> Self:
+        auth = ctx.settings.auth
+        metrics_token = auth.metrics_token
+        return cls(
+            parse_tokens(auth.tokens) if auth.enabled else (),
+            metrics_tokens=(parse_token(metrics_token, "metrics"),) if metrics_token else (),
+            origins=OriginPolicy(ctx.settings.cors.allowed_origins, ctx.clients),
+            failures_per_min=ctx.settings.rate_limit.auth_failures_per_min,
+            store=ctx.store,
+            access=ctx.access,
+            metrics=ctx.metrics,
+            clock=ctx.clock,
+        )
+
+    @staticmethod
+    def public(request: web.Request, upgrade: bool) -> bool:
+        if request.method == hdrs.METH_OPTIONS:
+            return True  # a CORS preflight never carries credentials
+        if upgrade:
+            return False
+        path = request.path
+        return path in PUBLIC_PATHS or path in PAGE_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        upgrade = is_upgrade(request)
+        if upgrade and not self.origins.allows(request):
+            self.metrics.auth_failures_total.labels("origin").inc()
+            return self.refuse(request, error_response(403, "forbidden", FOREIGN_ORIGIN), "origin")
+        if self.public(request, upgrade):
+            return await handler(request)
+        tokens = self.tokens
+        if request.path == METRICS_PATH and not upgrade:
+            tokens = self.metrics_tokens
+        if not tokens:
+            request[identity_key] = ANONYMOUS
+            return await handler(request)
+        key = f"auth_failures:{request.get(client_ip_key) or request.remote}"
+        rate, burst = self.failure_rate, self.failure_burst
+        if (wait := await self.store.peek(key, rate, burst, self.clock())) is not None:
+            return self.throttled(request, wait)
+        presented = presented_token(request)
+        token = match_token(presented, tokens) if presented is not None else None
+        if token is None:
+            reason = "missing" if presented is None else "invalid"
+            self.metrics.auth_failures_total.labels(reason).inc()
+            if (wait := await self.store.take(key, rate, burst, self.clock())) is not None:
+                return self.throttled(request, wait)
+            challenge = REALM if presented is None else f'{REALM}, error="invalid_token"'
+            response = error_response(
+                401,
+                "unauthorized",
+                MISSING if presented is None else INVALID,
+                headers={hdrs.WWW_AUTHENTICATE: challenge},
+            )
+            return self.refuse(request, response, f"{reason}_token")
+        request[identity_key] = token.name
+        with structlog.contextvars.bound_contextvars(identity=token.name):
+            return await handler(request)
+
+    def throttled(self, request: web.Request, wait: float) -> web.Response:
+        self.metrics.auth_failures_total.labels("throttled").inc()
+        response = error_response(429, "rate_limited", THROTTLED, retry_after_s=wait)
+        return self.refuse(request, response, "auth_throttled")
+
+    def refuse(self, request: web.Request, response: web.Response, reason: str) -> web.Response:
+        self.access.record(request, response.status, reason=reason)
+        return response

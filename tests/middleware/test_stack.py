@@ -1,0 +1,162 @@
+"""The stack as configured: which layers, in what order, and all of them on the real service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from middleware import MIDDLEWARES, FrameInfo, Middleware, StackContext
+from service.errors import ConfigError
+from service.keys import frame_hooks_key, metrics_key
+from service.settings import Settings, load_settings
+from tests.middleware.conftest import (
+    BEARER,
+    TOKEN,
+    UPGRADE,
+    make_settings,
+    requests_logged,
+    sample,
+    service_app,
+    stack_app,
+)
+from tests.service.conftest import create_session, receive_until
+
+
+def test_stack_default_order_is_auth_rate_limit_logging() -> None:
+    _, stack, _ = stack_app(make_settings())
+    assert [layer.name for layer in stack.layers] == ["auth", "rate_limit", "logging"]
+    assert len(stack.http) == 4  # the request context first, always
+    owners = [hook.__self__.name for hook in stack.frame_hooks]  # type: ignore[attr-defined]
+    assert owners == ["rate_limit", "logging"]  # auth has nothing to say about frames
+
+
+def test_stack_yaml_decides_which_layers_run_and_in_what_order(tmp_path: Path) -> None:
+    config = tmp_path / "server.yaml"
+    config.write_text("middlewares: [logging, auth]\n", encoding="utf-8")
+    _, stack, _ = stack_app(load_settings(config, env={}))
+    assert [layer.name for layer in stack.layers] == ["logging", "auth"]
+    assert [hook.__self__.name for hook in stack.frame_hooks] == ["logging"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("middlewares: [auth, cache]", "unknown middleware 'cache'; known: auth, rate_limit"),
+        ("middlewares: [auth, logging, auth]", "listed twice"),
+    ],
+)
+def test_stack_bad_middleware_list_is_a_config_error(tmp_path: Path, line, problem) -> None:
+    config = tmp_path / "server.yaml"
+    config.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"middlewares: .*{problem}"):
+        load_settings(config, env={})
+
+
+async def test_stack_without_rate_limit_never_answers_429(aiohttp_client) -> None:
+    settings = make_settings(middlewares=["auth", "logging"], rate_limit={"http_burst": 1})
+    client = await aiohttp_client(service_app(settings))
+    for _ in range(5):
+        assert (await client.get("/ws", headers=BEARER)).status == 400  # a GET, not an upgrade
+
+
+async def test_stack_unauthenticated_flood_is_401_then_429_each_logged(
+    aiohttp_client, logs
+) -> None:
+    app = service_app(make_settings(rate_limit={"auth_failures_per_min": 5}))
+    client = await aiohttp_client(app)
+    answers = [await client.get("/ws", headers=UPGRADE) for _ in range(12)]
+    assert [a.status for a in answers] == [401] * 5 + [429] * 7
+    assert all(a.headers["Retry-After"] == "12" for a in answers[5:])
+    lines = requests_logged(logs)
+    assert [(line["status"], line["reason"]) for line in lines] == [(401, "missing_token")] * 5 + [
+        (429, "auth_throttled")
+    ] * 7
+    assert len({line["request_id"] for line in lines}) == 12
+    metrics = app[metrics_key]
+    count = "myagent_ws_http_requests_total"
+    assert sample(metrics, count, route="/ws", status="401") == 5
+    assert sample(metrics, count, route="/ws", status="429") == 7
+    assert sample(metrics, "myagent_ws_auth_failures_total", reason="missing") == 5
+    assert sample(metrics, "myagent_ws_auth_failures_total", reason="throttled") == 7
+    assert (await client.get("/health")).status == 200  # never locked out
+
+
+async def test_stack_authenticated_flood_is_limited_per_identity_and_logged(
+    aiohttp_client, logs
+) -> None:
+    app = service_app(make_settings(rate_limit={"http_per_s": 0.01, "http_burst": 3}))
+    client = await aiohttp_client(app)
+    statuses = [(await client.get("/ws", headers=BEARER)).status for _ in range(5)]
+    assert statuses == [400, 400, 400, 429, 429]
+    lines = requests_logged(logs)
+    assert [line.get("reason") for line in lines][-2:] == ["rate_limited_http"] * 2
+    assert {line["identity"] for line in lines} == {"alice"}
+    assert sample(app[metrics_key], "myagent_ws_rate_limited_total", level="http") == 2
+
+
+async def test_stack_token_never_reaches_logs_or_metrics(aiohttp_client, logs) -> None:
+    wrong = "wrong-guess-4417"
+    app = service_app(make_settings())
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/ws", params={"token": TOKEN}) as ws:
+        await ws.receive_json()
+        session_id = await create_session(ws)
+        await ws.send_json(
+            {"event": "user.message", "session_id": session_id, "content": "查询北京天气"}
+        )
+        await receive_until(ws, "agent.final_answer")
+    async with client.ws_connect("/", headers=BEARER) as ws:
+        await ws.receive_json()
+    await client.get("/ws", params={"token": wrong}, headers=UPGRADE)
+    await client.get("/ws", headers={"Authorization": f"Bearer {wrong}", **UPGRADE})
+    scrape = await (await client.get("/metrics")).text()
+    captured = json.dumps(logs, default=str, ensure_ascii=False)
+    assert len(requests_logged(logs)) == 5
+    for secret in (TOKEN, wrong):
+        assert secret not in captured and secret not in scrape
+
+
+class Stamp(Middleware):
+    """A middleware written as the docs say: one class, one line of config."""
+
+    name = "stamp"
+    seen: list[str]
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    @classmethod
+    def create(cls, ctx: StackContext) -> Self:
+        return cls()
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if not response.prepared:
+            response.headers["X-Stamp"] = "yes"
+        return response
+
+    async def on_frame(self, frame: FrameInfo) -> None:
+        self.seen.append(f"{frame.identity}:{frame.event}")
+
+
+async def test_stack_a_new_middleware_is_one_class_and_one_line(
+    aiohttp_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(MIDDLEWARES, "stamp", Stamp)
+    settings = Settings.model_validate(
+        {"auth": {"tokens": [{"name": "alice", "token": TOKEN}]}, "middlewares": ["auth", "stamp"]}
+    )
+    app = service_app(settings)
+    client = await aiohttp_client(app)
+    assert (await client.get("/health")).headers["X-Stamp"] == "yes"
+    async with client.ws_connect("/ws", headers=BEARER) as ws:
+        await ws.receive_json()
+        await ws.send_json({"event": "user.ping"})
+        await receive_until(ws, "system.pong")
+    [stamp] = [hook.__self__ for hook in app[frame_hooks_key]]  # type: ignore[attr-defined]
+    assert isinstance(stamp, Stamp) and stamp.seen == ["alice:user.ping"]
