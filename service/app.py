@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -29,11 +30,15 @@ from service.keys import (
     sessions_key,
     settings_key,
     started_key,
+    store_key,
 )
+from service.limits import RedisLimitStore
 from service.metrics import Metrics
 from service.protocol import SystemConnected, SystemShutdown
+from service.replicas import handle_command
 from service.sessions import SessionRegistry
 from service.settings import Settings
+from service.store import RedisState
 
 log = structlog.get_logger("myagent_ws.app")
 STATIC = Path(__file__).parent / "static"
@@ -55,12 +60,17 @@ def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentS
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[sessions_key] = sessions = SessionRegistry(app[metrics_key], settings.sessions)
+    store = app[store_key]
+    app[sessions_key] = sessions = SessionRegistry(app[metrics_key], settings.sessions, store=store)
+    if store is not None:
+        await store.start(functools.partial(handle_command, app, store))
     reaper = asyncio.create_task(reap_forever(sessions, settings.sessions.retention_s))
     yield
     reaper.cancel()
     await asyncio.gather(reaper, return_exceptions=True)
     await sessions.close_all()  # cancels running agents and awaits them
+    if store is not None:
+        await store.close()
 
 
 async def reap_forever(sessions: SessionRegistry, retention_s: float) -> None:
@@ -76,6 +86,7 @@ async def health(request: web.Request) -> web.Response:
     if app[draining_key][0]:
         return web.json_response({"status": "draining"}, status=503)
     sessions = app[sessions_key]
+    store = app[store_key]
     return web.json_response(
         {
             "status": "healthy",
@@ -86,6 +97,10 @@ async def health(request: web.Request) -> web.Response:
             "active_sessions": len(sessions),
             "running_sessions": sessions.running,
             "agents": list(app[agents_key]),
+            "state": {
+                "backend": "memory" if store is None else "redis",
+                "status": "ok" if store is None else store.status,
+            },
         }
     )
 
@@ -179,12 +194,22 @@ def create_app(
     if not specs:
         raise ValueError("no agent to serve: pass an agent file or list agents in the config")
     metrics = Metrics.create(registry or CollectorRegistry())  # one registry per app
+    store = None
+    if settings.state.redis_url:  # shared by every replica: sessions, event logs, rate limits
+        store = RedisState(
+            settings.state.redis_url,
+            retention_s=settings.sessions.retention_s,
+            max_events=settings.sessions.buffer_events,
+        )
     try:
-        stack = build_middlewares(settings, metrics)
+        stack = build_middlewares(
+            settings, metrics, store=None if store is None else RedisLimitStore(store.redis)
+        )
     except StackConfigError as exc:
         raise ConfigError(str(exc)) from exc
     app = web.Application(middlewares=stack.http)  # docs/middleware.md
     app[settings_key] = settings
+    app[store_key] = store
     app[agents_key] = specs
     app[metrics_key] = metrics
     app[connections_key] = set()

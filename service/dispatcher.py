@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agent_loader.loader import AgentSpec
 from middleware.frames import FrameInfo, FrameRejected
-from service.errors import InvalidMessage, ServiceError, TooManySessions
+from service.errors import InvalidMessage, ServiceError, SessionNotFound, TooManySessions
 from service.metrics import Metrics
 from service.protocol import (
     CLIENT_EVENT_NAMES,
@@ -66,6 +66,8 @@ class Connection:
         self.metrics = metrics
         self.frame_hooks = frame_hooks
         self.sessions: dict[str, Session] = {}  # attached here
+        self.remote: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> (replica, follower)
+        self.store = sessions.store
         self.queue: deque[tuple[str, str]] = deque()  # live frames, bounded
         self.backlog: deque[tuple[str, str]] = deque()  # replayed frames, sent first
         self.wakeup = asyncio.Event()
@@ -180,6 +182,9 @@ class Connection:
         """
         if self.writer is not None:
             self.writer.cancel()
+        for _, follower in self.remote.values():
+            follower.cancel()
+        self.remote.clear()
         cancel = self.settings.sessions.on_disconnect == "cancel"
         for session in self.sessions.values():
             session.detach(self)
@@ -207,6 +212,10 @@ class Connection:
                 await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
         except ServiceError as exc:
             self.error(exc, request_id, session_id)
+        except Exception:  # a bug: log it, tell the client no more, keep the socket
+            log.exception("frame_handling_failed")
+            self.error(InternalError("the server failed to handle this frame; the error is in "
+                                     "its log"), request_id, session_id)
 
     def parse(self, text: str) -> ClientEvent:
         """The client event in a text frame, or InvalidMessage / invalid_json / unknown_event."""
@@ -243,13 +252,22 @@ class Connection:
         return session
 
     async def on_message(self, frame: UserMessage) -> None:
-        self.session(frame.session_id).submit(frame.content, frame.request_id)
+        if self.is_remote(frame.session_id):
+            await self.command(frame.session_id, "message", frame.request_id, content=frame.content)
+        else:
+            self.session(frame.session_id).submit(frame.content, frame.request_id)
 
     async def on_cancel(self, frame: UserCancel) -> None:
-        self.session(frame.session_id).cancel_run()
+        if self.is_remote(frame.session_id):
+            await self.command(frame.session_id, "cancel", frame.request_id)
+        else:
+            self.session(frame.session_id).cancel_run()
 
     async def on_resume(self, frame: UserResumeSession) -> None:
         """Replay what the client missed, then stream live; no await between the two."""
+        if self.is_remote(frame.session_id):
+            await self.resume_remote(frame)
+            return
         session = self.registry.get(frame.session_id, self.identity)
         if len(self.sessions) >= self.settings.sessions.max_per_connection and (
             session.id not in self.sessions
@@ -258,24 +276,92 @@ class Connection:
         missed = session.events_after(frame.last_seq)
         session.attach(self)  # live events from now on queue behind the replay
         self.sessions[session.id] = session
-        resumed = AgentSessionResumed(
-            session_id=session.id,
-            replayed=len(missed),
-            last_seq=session.seq,
-            request_id=frame.request_id,
+        self.replay(
+            [(data, event) for _, data, event in missed], session.id, session.seq, frame.request_id
         )
-        self.backlog.extend((data, event) for _, data, event in missed)
+
+    def replay(
+        self, frames: list[tuple[str, str]], session_id: str, last_seq: int, request_id: str | None
+    ) -> None:
+        resumed = AgentSessionResumed(
+            session_id=session_id, replayed=len(frames), last_seq=last_seq, request_id=request_id
+        )
+        self.backlog.extend(frames)
         self.backlog.append((resumed.to_json(), resumed.event))
         self.wakeup.set()
 
     async def on_close_session(self, frame: UserCloseSession) -> None:
+        if self.is_remote(frame.session_id):
+            await self.command(frame.session_id, "close", frame.request_id)
+            _, follower = self.remote.pop(frame.session_id)
+            follower.cancel()
+            return
         session = self.registry.get(frame.session_id, self.identity)
         self.sessions.pop(session.id, None)
         await self.registry.close(session)
         self.send(AgentSessionClosed(session_id=session.id, request_id=frame.request_id))
 
+    # --- sessions owned by another replica (Redis) -----------------------------------------
+
+    def is_remote(self, session_id: str) -> bool:
+        """True when the session is not here but a shared store may know it."""
+        return self.store is not None and session_id not in self.registry.sessions
+
+    async def owner_replica(self, session_id: str) -> str:
+        """The replica that runs this session, checking it belongs to this identity."""
+        assert self.store is not None
+        if session_id in self.remote:
+            return self.remote[session_id][0]
+        record = await self.store.lookup(session_id)
+        if record is None or record.get("owner") != self.identity:
+            raise SessionNotFound(f"no session {session_id!r} for this client")
+        return record["replica"]
+
+    def follow(self, session_id: str, replica: str, after_id: str) -> None:
+        assert self.store is not None
+        if session_id not in self.remote:
+            task = self.store.spawn_follower(session_id, after_id, self.deliver)
+            self.remote[session_id] = (replica, task)
+
+    async def resume_remote(self, frame: UserResumeSession) -> None:
+        assert self.store is not None
+        replica = await self.owner_replica(frame.session_id)
+        if frame.session_id in self.remote:  # already following: replay from the log again
+            _, follower = self.remote.pop(frame.session_id)
+            follower.cancel()
+        frames, last_id = await self.store.replay(frame.session_id, frame.last_seq)
+        last_seq = frame.last_seq + len(frames)
+        self.replay(frames, frame.session_id, last_seq, frame.request_id)
+        self.follow(frame.session_id, replica, last_id)
+
+    async def command(
+        self, session_id: str, kind: str, request_id: str | None, **fields: Any
+    ) -> None:
+        """Ask the replica that owns the session to act on it; its events reach us by stream."""
+        assert self.store is not None
+        replica = await self.owner_replica(session_id)
+        if session_id not in self.remote:
+            self.follow(session_id, replica, await self.store.tail_id(session_id))
+        await self.store.send(
+            replica,
+            {
+                "op": "command",
+                "kind": kind,
+                "session_id": session_id,
+                "identity": self.identity,
+                "request_id": request_id,
+                "reply_to": self.store.replica,
+                "connection_id": self.id,
+                **fields,
+            },
+        )
+
     async def on_ping(self, frame: UserPing) -> None:
         self.send(SystemPong(request_id=frame.request_id))
+
+
+class InternalError(ServiceError):
+    code = ErrorCode.INTERNAL
 
 
 class InvalidJson(ServiceError):

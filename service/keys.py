@@ -12,6 +12,7 @@ from middleware.keys import identity_key as identity_key  # the token's name, se
 from service.metrics import Metrics
 from service.sessions import SessionRegistry
 from service.settings import Settings
+from service.store import RedisState
 
 if TYPE_CHECKING:
     from service.dispatcher import Connection, FrameHook
@@ -23,6 +24,7 @@ sessions_key = web.AppKey("sessions", SessionRegistry)
 connections_key: web.AppKey[set[Connection]] = web.AppKey("connections", set)
 frame_hooks_key: web.AppKey[list[FrameHook]] = web.AppKey("frame_hooks", list)
 started_key = web.AppKey("started", float)
+store_key: web.AppKey[RedisState | None] = web.AppKey("store", object)  # type: ignore[arg-type]
 draining_key: web.AppKey[list[bool]] = web.AppKey("draining", list)  # [flag], set on shutdown
 
 __all__: list[Any] = []

@@ -38,6 +38,7 @@ from service.protocol import (
     ToolMeta,
 )
 from service.settings import SessionSettings
+from service.store import RedisState
 
 log = structlog.get_logger("myagent_ws.sessions")
 MAX_PENDING = 16
@@ -301,13 +302,18 @@ class SessionRegistry:
         config: SessionSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        mirror: Mirror | None = None,
+        store: RedisState | None = None,
     ) -> None:
         self.sessions: dict[str, Session] = {}
         self.metrics = metrics
         self.config = config
         self.clock = clock
-        self.mirror = mirror
+        self.store = store
+        self.mirror: Mirror | None = None
+        if store is not None:
+            self.mirror = lambda session, seq, data, event: store.append(
+                session.id, seq, data, event
+            )
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -330,6 +336,8 @@ class SessionRegistry:
         )
         self.sessions[session.id] = session
         self.metrics.active_sessions.inc()
+        if self.store is not None:
+            self.store.register(session.id, owner, agent_name)
         return session
 
     def get(self, session_id: str, owner: str) -> Session:
@@ -342,6 +350,8 @@ class SessionRegistry:
         """Forget a session and cancel its run without waiting for it."""
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.active_sessions.dec()
+            if self.store is not None:
+                self.store.unregister(session.id)
         if session.running:
             assert session.task is not None
             session.task.cancel()

@@ -16,6 +16,14 @@ from myagent.offline import OfflineLLM
 from myagent.tool.base_tool import BaseTool, ToolResult
 from service.settings import Settings
 
+UNLIMITED = {  # limits far above what a test sends; tests of the limiter set their own
+    "http_per_s": 10_000,
+    "http_burst": 10_000,
+    "messages_per_s": 10_000,
+    "messages_burst": 10_000,
+    "frames_per_s": 10_000,
+    "frames_burst": 10_000,
+}
 TERMINAL = {"agent.final_answer", "agent.error", "agent.interrupted"}
 
 
@@ -74,8 +82,8 @@ def gate_tool() -> GateTool:
 
 
 def settings(**sections: Any) -> Settings:
-    """Settings with auth off (tests of auth build their own), and the given sections."""
-    data: dict[str, Any] = {"auth": {"enabled": False}}
+    """Settings with auth and limits off (their tests build their own), and these sections."""
+    data: dict[str, Any] = {"auth": {"enabled": False}, "rate_limit": UNLIMITED}
     data.update(sections)
     return Settings.model_validate(data)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiohttp import WSMsgType
 
@@ -188,3 +189,103 @@ async def test_slow_consumer_is_closed_1013_with_bounded_queue_and_stays_resumab
 def _chunked(agent):  # type: ignore[no-untyped-def]
     agent.llm.chunk_chars = 20_000
     return agent
+
+
+async def test_many_clients_dropped_at_random_points_miss_nothing(aiohttp_client) -> None:
+    import random
+
+    from myagent import create_react_agent
+    from myagent.offline import OfflineLLM
+    from tests.service.conftest import WeatherTool
+
+    def slow_offline():  # type: ignore[no-untyped-def]
+        return create_react_agent(
+            "weather", tools=[WeatherTool()], llm=OfflineLLM(token_delay_s=0.001, chunk_chars=1)
+        )
+
+    app = create_app(settings(), {"weather": slow_offline})
+    client = await aiohttp_client(app)
+    rng = random.Random(7)
+
+    async def one(index: int) -> None:
+        ws = await open_ws(client)
+        sid = await create_session(ws)
+        await ws.send_json(
+            {"event": "user.message", "session_id": sid, "content": f"查询城市{index}天气"}
+        )
+        got = []
+        for _ in range(rng.randint(0, 12)):  # drop after a random number of events
+            got.append(await ws.receive_json())
+            if got[-1]["event"] == "agent.final_answer":
+                break
+        await ws.close()
+        assert all("seq" in f for f in got), got
+        last_seq = got[-1]["seq"] if got else 1
+        ws = await open_ws(client)
+        await ws.send_json(
+            {"event": "user.resume_session", "session_id": sid, "last_seq": last_seq}
+        )
+        rest = [f for f in await receive_until(ws, "agent.session_resumed")][:-1]
+        if not any(f["event"] == "agent.final_answer" for f in got + rest):
+            rest += await receive_until(ws)
+        await ws.close()
+        frames = got + rest
+        held = [json.loads(data) for _, data, _ in app[sessions_key].sessions[sid].log][1:]
+        assert frames == held  # exactly the server's log for that session, in order
+        assert frames[-1]["event"] == "agent.final_answer"
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(one(i) for i in range(40)))
+
+
+async def test_client_that_never_reads_holds_memory_under_the_bound(aiohttp_client) -> None:
+    import tracemalloc
+    from collections.abc import AsyncIterator, Sequence
+    from typing import Any
+
+    from myagent import create_react_agent
+    from myagent.schema import Message
+
+    delta = "y" * 20_000
+    count = 2_000  # 40 MB streamed at a client that reads nothing
+
+    class Firehose:
+        model_name = "firehose"
+
+        async def stream(
+            self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
+        ) -> AsyncIterator[str | AssistantTurn]:
+            for _ in range(count):
+                await asyncio.sleep(0)  # a model streaming tokens: other tasks run meanwhile
+                yield delta
+            yield AssistantTurn(content="done")
+
+    bounds = {
+        "server": {"send_queue_frames": 50},
+        "sessions": {"buffer_bytes": 2_000_000, "buffer_events": 10_000},
+    }
+    app = create_app(
+        settings(**bounds), {"weather": lambda: create_react_agent("w", llm=Firehose())}
+    )
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    tracemalloc.start()
+    try:
+        await ws.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+        session = None
+        async with asyncio.timeout(60):
+            while session is None or session.task is None:  # the frame reaches the server
+                await asyncio.sleep(0)
+                session = app[sessions_key].sessions.get(sid)
+            await asyncio.shield(session.task)  # the whole run, never reading the socket
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the bound: the send queue (50 x 20 kB) + the replay buffer (2 MB) + socket buffers
+    assert peak < 8_000_000, f"peak {peak / 1e6:.1f} MB for 40 MB streamed"
+    assert session.log_bytes <= 2_000_000
+    msg = await ws.receive()
+    while msg.type is WSMsgType.TEXT:  # what the socket held before the server gave up on it
+        msg = await ws.receive()
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1013)

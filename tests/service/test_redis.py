@@ -1,0 +1,163 @@
+"""Two service instances sharing a real Redis: resume on the other replica, remote commands."""
+
+from __future__ import annotations
+
+import asyncio
+
+from myagent.llm import AssistantTurn
+from service.app import create_app
+from service.keys import store_key
+from tests.service.conftest import (
+    UNLIMITED,
+    GateTool,
+    create_session,
+    receive_until,
+    scripted,
+    settings,
+)
+
+
+async def open_ws(client):  # type: ignore[no-untyped-def]
+    ws = await client.ws_connect("/ws")
+    assert (await ws.receive_json())["event"] == "system.connected"
+    return ws
+
+
+async def two_instances(aiohttp_client, redis_url: str, factory):  # type: ignore[no-untyped-def]
+    config = settings(state={"redis_url": redis_url})
+    a = await aiohttp_client(create_app(config, {"weather": factory}))
+    b = await aiohttp_client(create_app(config, {"weather": factory}))
+    return a, b
+
+
+async def test_run_on_a_resumed_through_b_sees_every_event_in_order(
+    aiohttp_client, redis_url: str, gate_tool: GateTool
+) -> None:
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "done on A", tools=[gate_tool])
+    a, b = await two_instances(aiohttp_client, redis_url, factory)
+    health = await (await b.get("/health")).json()
+    assert health["state"] == {"backend": "redis", "status": "ok"}
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    seen = await receive_until(on_a, "agent.thinking")
+    await on_a.close()
+    await asyncio.wait_for(gate_tool.started.wait(), 5)
+    on_b = await open_ws(b)
+    await on_b.send_json(
+        {"event": "user.resume_session", "session_id": sid, "last_seq": seen[-1]["seq"]}
+    )
+    replay = await receive_until(on_b, "agent.session_resumed")
+    assert replay[-1]["replayed"] == len(replay) - 1
+    gate_tool.gate.set()  # the run goes on on A; its events reach B through the stream
+    live = await receive_until(on_b)
+    frames = [*seen, *replay[:-1], *live]
+    assert [f["seq"] for f in frames] == list(range(2, 2 + len(frames)))
+    assert frames[-1]["event"] == "agent.final_answer" and frames[-1]["content"] == "done on A"
+    assert len([f for f in frames if f["event"] == "agent.tool_call"]) == 1  # one execution
+    await on_b.close()
+
+
+async def test_message_and_cancel_through_b_run_on_a(
+    aiohttp_client, redis_url: str, gate_tool: GateTool
+) -> None:
+    factory = scripted("first", AssistantTurn.call("slow_lookup", query="y"), tools=[gate_tool])
+    a, b = await two_instances(aiohttp_client, redis_url, factory)
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(on_b, "agent.session_resumed")
+    await on_b.send_json({"event": "user.message", "session_id": sid, "content": "one"})
+    assert (await receive_until(on_b))[-1]["content"] == "first"
+    await on_b.send_json({"event": "user.message", "session_id": sid, "content": "two"})
+    await receive_until(on_b, "agent.tool_call")
+    await on_b.send_json({"event": "user.message", "session_id": sid, "content": "three"})
+    busy = await receive_until(on_b, "agent.error")
+    assert busy[-1]["code"] == "session_busy"  # the owner's answer, delivered to B's socket
+    await on_b.send_json({"event": "user.cancel", "session_id": sid})
+    assert (await receive_until(on_b))[-1]["event"] == "agent.interrupted"
+    await on_b.close()
+
+
+async def test_other_identity_cannot_resume_through_another_replica(
+    aiohttp_client, redis_url: str
+) -> None:
+    _, b = await two_instances(aiohttp_client, redis_url, scripted("x"))
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": "0" * 32, "last_seq": 0})
+    assert (await on_b.receive_json())["code"] == "session_not_found"
+    await on_b.close()
+
+
+async def test_redis_away_degrades_but_serves_then_recovers(aiohttp_client, tmp_path) -> None:
+    import subprocess
+
+    from tests.support.system import free_port, require, wait_for_port
+
+    binary = require("redis-server", "/usr/bin/redis-server")
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port, process)
+        return process
+
+    redis = start()
+    try:
+        config = settings(state={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        client = await aiohttp_client(create_app(config, {"weather": scripted("one", "two")}))
+        ws = await open_ws(client)
+        sid = await create_session(ws)
+        redis.terminate()
+        redis.wait(10)
+        await ws.send_json({"event": "user.message", "session_id": sid, "content": "a"})
+        assert (await receive_until(ws))[-1]["content"] == "one"  # still serving
+        store = client.app[store_key]
+        await asyncio.wait_for(store.wait_status("degraded"), 10)  # noticed on its next write
+        health = await client.get("/health")
+        assert health.status == 200
+        assert (await health.json())["state"] == {"backend": "redis", "status": "degraded"}
+        redis = start()
+        await ws.send_json({"event": "user.message", "session_id": sid, "content": "b"})
+        assert (await receive_until(ws))[-1]["content"] == "two"
+        await asyncio.wait_for(store.wait_status("ok"), 10)
+        assert (await (await client.get("/health")).json())["state"]["status"] == "ok"
+        await ws.close()
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
+async def test_rate_limits_are_shared_by_both_instances(aiohttp_client, redis_url: str) -> None:
+    limits = {"messages_per_s": 0.01, "messages_burst": 2}
+    config = settings(state={"redis_url": redis_url}, rate_limit={**UNLIMITED, **limits})
+    factory = scripted("1", "2", "3")
+    a = await aiohttp_client(create_app(config, {"weather": factory}))
+    b = await aiohttp_client(create_app(config, {"weather": factory}))
+    codes = []
+    for client in (a, b, a):  # one anonymous identity (127.0.0.1): two messages in all
+        ws = await open_ws(client)
+        sid = await create_session(ws)
+        await ws.send_json({"event": "user.message", "session_id": sid, "content": "x"})
+        last = (await receive_until(ws, "agent.final_answer", "agent.error"))[-1]
+        codes.append(last.get("code", "ok"))
+        await ws.close()
+    assert codes == ["ok", "ok", "rate_limited"]
