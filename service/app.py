@@ -177,9 +177,7 @@ async def drain(app: web.Application) -> None:
     await sessions.close_all()
     for connection in connections:
         with contextlib.suppress(Exception):
-            await connection.flush()
-        with contextlib.suppress(Exception):
-            await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            await connection.finish(WSCloseCode.GOING_AWAY, "server shutdown")
     log.info("drained", connections=len(connections))
 
 

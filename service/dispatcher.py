@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,19 +11,17 @@ from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import ValidationError
 
 from agent_loader.loader import AgentSpec
 from middleware.frames import FrameInfo, FrameRejected
-from service.errors import InvalidMessage, ServiceError, SessionNotFound, TooManySessions
+from service.errors import InternalError, InvalidMessage, ServiceError, TooManySessions
+from service.frames import parse_frame
 from service.metrics import Metrics
 from service.protocol import (
-    CLIENT_EVENT_NAMES,
     AgentErrorEvent,
     AgentSessionClosed,
     AgentSessionCreated,
     AgentSessionResumed,
-    ClientEvent,
     ErrorCode,
     ServerEvent,
     SystemPong,
@@ -33,8 +31,8 @@ from service.protocol import (
     UserMessage,
     UserPing,
     UserResumeSession,
-    client_events,
 )
+from service.replicas import RemoteSessions
 from service.sessions import Session, SessionRegistry
 from service.settings import Settings
 
@@ -66,11 +64,16 @@ class Connection:
         self.metrics = metrics
         self.frame_hooks = frame_hooks
         self.sessions: dict[str, Session] = {}  # attached here
-        self.remote: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> (replica, follower)
-        self.store = sessions.store
+        self.remote = (  # sessions owned by other replicas, through Redis
+            None
+            if sessions.store is None
+            else RemoteSessions(sessions.store, self.identity, self.id, self.deliver)
+        )
         self.queue: deque[tuple[str, str]] = deque()  # live frames, bounded
         self.backlog: deque[tuple[str, str]] = deque()  # replayed frames, sent first
         self.wakeup = asyncio.Event()
+        self.drained = asyncio.Event()  # set while nothing waits to be sent
+        self.drained.set()
         self.closing = False
         self.close_code: int | None = None
         self.writer: asyncio.Task[None] | None = None
@@ -95,6 +98,7 @@ class Connection:
             self.close(TRY_AGAIN_LATER, "send queue full: the client does not read")
             return
         self.queue.append((data, event))
+        self.drained.clear()
         self.wakeup.set()
 
     def send(self, event: ServerEvent) -> None:
@@ -129,6 +133,7 @@ class Connection:
                 await ws.send_str(data)
                 self.metrics.sent(event).inc()
                 log.debug("frame_out", frame=event, size=len(data))
+            self.drained.set()
 
     def close(self, code: int, reason: str) -> None:
         """Stop sending and close the socket with `code` (from any task)."""
@@ -148,12 +153,15 @@ class Connection:
             if transport is not None:
                 transport.abort()
 
-    async def flush(self) -> None:
-        """Send what is queued now (used before closing on shutdown)."""
-        while (self.backlog or self.queue) and not self.ws.closed:
-            data, event = (self.backlog or self.queue).popleft()
-            await self.ws.send_str(data)
-            self.metrics.sent(event).inc()
+    async def finish(self, code: int, reason: str, within_s: float = 1.0) -> None:
+        """Send what is already queued (for a short while), then close with `code`."""
+        if self.closing:
+            return
+        self.closing, self.close_code = True, code
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self.drained.wait()
+        await self._close(code, reason)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -182,9 +190,8 @@ class Connection:
         """
         if self.writer is not None:
             self.writer.cancel()
-        for _, follower in self.remote.values():
-            follower.cancel()
-        self.remote.clear()
+        if self.remote is not None:
+            self.remote.close()
         cancel = self.settings.sessions.on_disconnect == "cancel"
         for session in self.sessions.values():
             session.detach(self)
@@ -196,7 +203,7 @@ class Connection:
         request_id: str | None = None
         session_id: str | None = None
         try:
-            frame = self.parse(text)
+            frame = parse_frame(text)
             request_id, session_id = frame.request_id, getattr(frame, "session_id", None)
             self.metrics.received(frame.event).inc()
             info = FrameInfo(identity=self.identity, event=frame.event, size=len(text))
@@ -205,24 +212,14 @@ class Connection:
             await self.handlers[type(frame)](frame)
         except FrameRejected as exc:
             self.error(exc, request_id)
-            if exc.close:
-                reason = "too many rejected frames"
-                self.close(WSCloseCode.POLICY_VIOLATION, reason)
-                # now, from the reader: were the handler to return first, aiohttp would send 1000
-                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
+            if exc.close:  # from the reader: were the handler to return first, aiohttp sends 1000
+                await self.finish(WSCloseCode.POLICY_VIOLATION, "too many rejected frames")
         except ServiceError as exc:
             self.error(exc, request_id, session_id)
         except Exception:  # a bug: log it, tell the client no more, keep the socket
             log.exception("frame_handling_failed")
-            self.error(InternalError("the server failed to handle this frame; the error is in "
-                                     "its log"), request_id, session_id)
-
-    def parse(self, text: str) -> ClientEvent:
-        """The client event in a text frame, or InvalidMessage / invalid_json / unknown_event."""
-        try:
-            return client_events.validate_json(text)
-        except ValidationError as exc:
-            raise describe_invalid(text, exc) from None
+            error = InternalError("the server failed to handle this frame; see its log")
+            self.error(error, request_id, session_id)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -251,22 +248,29 @@ class Connection:
             self.sessions[session.id] = session
         return session
 
+    def is_remote(self, session_id: str) -> bool:
+        """Not a session of this process, but another replica may own it."""
+        return self.remote is not None and session_id not in self.registry.sessions
+
     async def on_message(self, frame: UserMessage) -> None:
-        if self.is_remote(frame.session_id):
-            await self.command(frame.session_id, "message", frame.request_id, content=frame.content)
+        if self.remote is not None and self.is_remote(frame.session_id):
+            await self.remote.command(
+                frame.session_id, "message", frame.request_id, content=frame.content
+            )
         else:
             self.session(frame.session_id).submit(frame.content, frame.request_id)
 
     async def on_cancel(self, frame: UserCancel) -> None:
-        if self.is_remote(frame.session_id):
-            await self.command(frame.session_id, "cancel", frame.request_id)
+        if self.remote is not None and self.is_remote(frame.session_id):
+            await self.remote.command(frame.session_id, "cancel", frame.request_id)
         else:
             self.session(frame.session_id).cancel_run()
 
     async def on_resume(self, frame: UserResumeSession) -> None:
         """Replay what the client missed, then stream live; no await between the two."""
-        if self.is_remote(frame.session_id):
-            await self.resume_remote(frame)
+        if self.remote is not None and self.is_remote(frame.session_id):
+            frames, last_seq = await self.remote.resume(frame.session_id, frame.last_seq)
+            self.replay(frames, frame.session_id, last_seq, frame.request_id)
             return
         session = self.registry.get(frame.session_id, self.identity)
         if len(self.sessions) >= self.settings.sessions.max_per_connection and (
@@ -288,119 +292,18 @@ class Connection:
         )
         self.backlog.extend(frames)
         self.backlog.append((resumed.to_json(), resumed.event))
+        self.drained.clear()
         self.wakeup.set()
 
     async def on_close_session(self, frame: UserCloseSession) -> None:
-        if self.is_remote(frame.session_id):
-            await self.command(frame.session_id, "close", frame.request_id)
-            _, follower = self.remote.pop(frame.session_id)
-            follower.cancel()
+        if self.remote is not None and self.is_remote(frame.session_id):
+            await self.remote.command(frame.session_id, "close", frame.request_id)
+            self.remote.forget(frame.session_id)
             return
         session = self.registry.get(frame.session_id, self.identity)
         self.sessions.pop(session.id, None)
         await self.registry.close(session)
         self.send(AgentSessionClosed(session_id=session.id, request_id=frame.request_id))
 
-    # --- sessions owned by another replica (Redis) -----------------------------------------
-
-    def is_remote(self, session_id: str) -> bool:
-        """True when the session is not here but a shared store may know it."""
-        return self.store is not None and session_id not in self.registry.sessions
-
-    async def owner_replica(self, session_id: str) -> str:
-        """The replica that runs this session, checking it belongs to this identity."""
-        assert self.store is not None
-        if session_id in self.remote:
-            return self.remote[session_id][0]
-        record = await self.store.lookup(session_id)
-        if record is None or record.get("owner") != self.identity:
-            raise SessionNotFound(f"no session {session_id!r} for this client")
-        return record["replica"]
-
-    def follow(self, session_id: str, replica: str, after_id: str) -> None:
-        assert self.store is not None
-        if session_id not in self.remote:
-            task = self.store.spawn_follower(session_id, after_id, self.deliver)
-            self.remote[session_id] = (replica, task)
-
-    async def resume_remote(self, frame: UserResumeSession) -> None:
-        assert self.store is not None
-        replica = await self.owner_replica(frame.session_id)
-        if frame.session_id in self.remote:  # already following: replay from the log again
-            _, follower = self.remote.pop(frame.session_id)
-            follower.cancel()
-        frames, last_id = await self.store.replay(frame.session_id, frame.last_seq)
-        last_seq = frame.last_seq + len(frames)
-        self.replay(frames, frame.session_id, last_seq, frame.request_id)
-        self.follow(frame.session_id, replica, last_id)
-
-    async def command(
-        self, session_id: str, kind: str, request_id: str | None, **fields: Any
-    ) -> None:
-        """Ask the replica that owns the session to act on it; its events reach us by stream."""
-        assert self.store is not None
-        replica = await self.owner_replica(session_id)
-        if session_id not in self.remote:
-            self.follow(session_id, replica, await self.store.tail_id(session_id))
-        await self.store.send(
-            replica,
-            {
-                "op": "command",
-                "kind": kind,
-                "session_id": session_id,
-                "identity": self.identity,
-                "request_id": request_id,
-                "reply_to": self.store.replica,
-                "connection_id": self.id,
-                **fields,
-            },
-        )
-
     async def on_ping(self, frame: UserPing) -> None:
         self.send(SystemPong(request_id=frame.request_id))
-
-
-class InternalError(ServiceError):
-    code = ErrorCode.INTERNAL
-
-
-class InvalidJson(ServiceError):
-    code = ErrorCode.INVALID_JSON
-
-
-class UnknownEvent(ServiceError):
-    code = ErrorCode.UNKNOWN_EVENT
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def describe_invalid(text: str, exc: ValidationError) -> ServiceError:
-    """Turn a validation failure into the protocol's error, naming the field.
-
-    invalid_json: not JSON, NaN/Infinity, too deep, or a JSON string or array (a frame is an
-    object); invalid_message: a number, an object without `event`, or a bad field.
-    """
-    first = exc.errors()[0]
-    if first["type"] in {"json_invalid", "json_type"}:
-        return InvalidJson(f"the frame is not valid JSON: {first['msg']}")
-    try:
-        raw = json.loads(text, parse_constant=_no_constants)
-    except (ValueError, RecursionError):
-        return InvalidJson("the frame is not valid JSON")
-    if isinstance(raw, str | list):
-        return InvalidJson('the frame must be a JSON object like {"event": "user.ping"}')
-    if not isinstance(raw, dict):
-        return InvalidMessage("a frame must be a JSON object with an `event` field")
-    event = raw.get("event")
-    if not isinstance(event, str):
-        return InvalidMessage('event: missing or not a string; e.g. "user.message"')
-    if event not in CLIENT_EVENT_NAMES:
-        known = ", ".join(sorted(CLIENT_EVENT_NAMES))
-        return UnknownEvent(f"unknown event {event[:64]!r}; known: {known}")
-    problems = []
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"][1:]) or "(frame)"
-        problems.append(f"{field}: {error['msg']}")
-    return InvalidMessage("; ".join(problems[:3]))

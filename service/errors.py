@@ -6,7 +6,9 @@ ServiceError            an error a client may see: a code (ErrorCode) and a sent
 ├── NoActiveRun         user.cancel with nothing running
 ├── TooManySessions     the per-connection session limit
 ├── ReplayUnavailable   resume asked for events no longer held
-└── RateLimited         a frame over the identity's rate; carries retry_after_s
+├── RateLimited         a frame over the identity's rate; carries retry_after_s
+├── InvalidJson / InvalidMessage / UnknownEvent   a frame that is not a client event
+└── InternalError       a bug; the details are only in the log
 ConfigError             the YAML / env / flags are wrong; the CLI prints it and exits 2
 """
 
@@ -52,6 +54,18 @@ class RateLimited(ServiceError):
 
 class InvalidMessage(ServiceError):
     code = ErrorCode.INVALID_MESSAGE
+
+
+class InvalidJson(ServiceError):
+    code = ErrorCode.INVALID_JSON
+
+
+class UnknownEvent(ServiceError):
+    code = ErrorCode.UNKNOWN_EVENT
+
+
+class InternalError(ServiceError):
+    code = ErrorCode.INTERNAL
 
 
 class ConfigError(Exception):

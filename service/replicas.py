@@ -1,18 +1,88 @@
-"""Commands between replicas: run what another replica's client asked of a session owned here."""
+"""Sessions across replicas: follow another replica's session, and run what others ask of ours."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from service.errors import ServiceError
+from service.errors import ServiceError, SessionNotFound
 from service.keys import connections_key, metrics_key, sessions_key
 from service.protocol import AgentErrorEvent, AgentSessionClosed, ErrorCode, ServerEvent
 from service.store import RedisState
 
 log = structlog.get_logger("myagent_ws.replicas")
+
+
+class RemoteSessions:
+    """One connection's sessions owned by other replicas: followed through their streams."""
+
+    def __init__(
+        self,
+        store: RedisState,
+        identity: str,
+        connection_id: str,
+        deliver: Callable[[str, str], None],
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.connection_id = connection_id
+        self.deliver = deliver
+        self.followed: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> (replica, task)
+
+    async def owner(self, session_id: str) -> str:
+        """The replica that runs this session, checking it belongs to this identity."""
+        if session_id in self.followed:
+            return self.followed[session_id][0]
+        record = await self.store.lookup(session_id)
+        if record is None or record.get("owner") != self.identity:
+            raise SessionNotFound(f"no session {session_id!r} for this client")
+        return record["replica"]
+
+    def follow(self, session_id: str, replica: str, after_id: str) -> None:
+        if session_id not in self.followed:
+            task = self.store.spawn_follower(session_id, after_id, self.deliver)
+            self.followed[session_id] = (replica, task)
+
+    def forget(self, session_id: str) -> None:
+        if (entry := self.followed.pop(session_id, None)) is not None:
+            entry[1].cancel()
+
+    def close(self) -> None:
+        for session_id in list(self.followed):
+            self.forget(session_id)
+
+    async def resume(self, session_id: str, last_seq: int) -> tuple[list[tuple[str, str]], int]:
+        """The frames after last_seq from the shared log; then follow it live."""
+        replica = await self.owner(session_id)
+        self.forget(session_id)  # already following: replay from the log again
+        frames, last_id = await self.store.replay(session_id, last_seq)
+        self.follow(session_id, replica, last_id)
+        return frames, last_seq + len(frames)
+
+    async def command(
+        self, session_id: str, kind: str, request_id: str | None, **fields: Any
+    ) -> None:
+        """Ask the owner to act on the session; its events reach us through the stream."""
+        replica = await self.owner(session_id)
+        if session_id not in self.followed:
+            self.follow(session_id, replica, await self.store.tail_id(session_id))
+        await self.store.send(
+            replica,
+            {
+                "op": "command",
+                "kind": kind,
+                "session_id": session_id,
+                "identity": self.identity,
+                "request_id": request_id,
+                "reply_to": self.store.replica,
+                "connection_id": self.connection_id,
+                **fields,
+            },
+        )
 
 
 async def handle_command(app: web.Application, store: RedisState, message: dict[str, Any]) -> None:
