@@ -12,31 +12,15 @@ from typing import Any, Protocol
 import structlog
 
 from myagent.agent.base import BaseAgent
-from myagent.events import (
-    Answer,
-    AnswerDelta,
-    ModelCalled,
-    RunEvent,
-    RunFailed,
-    Thinking,
-    ToolFinished,
-    ToolStarted,
-)
 from service.errors import NoActiveRun, ReplayUnavailable, SessionBusy, SessionNotFound
 from service.metrics import Metrics
 from service.protocol import (
     AgentErrorEvent,
-    AgentFinalAnswer,
     AgentInterrupted,
-    AgentPartialAnswer,
-    AgentThinking,
-    AgentToolCall,
-    AgentToolResult,
     ErrorCode,
     ServerEvent,
-    ThinkingMeta,
-    ToolMeta,
 )
+from service.runs import publish_run_event
 from service.settings import SessionSettings
 from service.store import RedisState
 
@@ -44,11 +28,6 @@ log = structlog.get_logger("myagent_ws.sessions")
 MAX_PENDING = 16
 REMEMBERED_REQUESTS = 64
 Mirror = Callable[["Session", int, str, str], None]  # (session, seq, json, event) -> store
-RUN_ERROR_CODES = {
-    "llm_failed": ErrorCode.LLM_FAILED,
-    "max_steps": ErrorCode.MAX_STEPS,
-    "rate_limited": ErrorCode.RATE_LIMITED,
-}
 
 
 class Listener(Protocol):
@@ -211,7 +190,7 @@ class Session:
         with structlog.contextvars.bound_contextvars(session_id=self.id, run_id=run_id):
             try:
                 async for event in self.agent.stream_run(text):
-                    outcome = self._map(event, common) or outcome
+                    outcome = publish_run_event(self, event, common) or outcome
             except asyncio.CancelledError:
                 outcome = "interrupted"
                 self.publish(AgentInterrupted, **common)
@@ -241,56 +220,6 @@ class Session:
                     duration_s=round(duration, 4),
                     steps=self.agent.current_step,
                 )
-
-    def _map(self, event: RunEvent, common: dict[str, Any]) -> str | None:
-        """Publish the wire frame for an agent event; return the outcome if it ends the run."""
-        match event:
-            case AnswerDelta(content=content):
-                self.publish(AgentPartialAnswer, content=content, **common)
-            case Thinking(content=content, step=step):
-                self.publish(
-                    AgentThinking, content=content, metadata=ThinkingMeta(step=step), **common
-                )
-            case ToolStarted(step_id=step_id, tool=tool, args=args):
-                self.publish(
-                    AgentToolCall,
-                    step_id=step_id,
-                    **common,
-                    metadata=ToolMeta(tool=tool, args=args, status="running"),
-                )
-            case ToolFinished(step_id=step_id, tool=tool, status=status):
-                self.metrics.tool_calls_total.labels(tool, status).inc()
-                content = event.output if status == "success" else event.error
-                self.publish(
-                    AgentToolResult,
-                    step_id=step_id,
-                    content=content or "",
-                    **common,
-                    metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
-                )
-            case ModelCalled():
-                self.metrics.llm_request_duration_seconds.labels(event.model).observe(
-                    event.duration_s
-                )
-                self.metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
-                self.metrics.llm_tokens_total.labels(event.model, "completion").inc(
-                    event.completion_tokens
-                )
-            case Answer(content=content):
-                self.publish(AgentFinalAnswer, content=content, **common)
-                return "finished"
-            case RunFailed():
-                code = RUN_ERROR_CODES.get(event.code, ErrorCode.AGENT_FAILED)
-                self.metrics.errors_total.labels(code.value).inc()
-                self.publish(
-                    AgentErrorEvent,
-                    error=event.error,
-                    code=code,
-                    retry_after_s=event.retry_after_s,
-                    **common,
-                )
-                return "error"
-        return None
 
 
 class SessionRegistry:
