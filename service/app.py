@@ -96,7 +96,7 @@ async def health(request: web.Request) -> web.Response:
             "active_connections": len(app[connections_key]),
             "active_sessions": len(sessions),
             "running_sessions": sessions.running,
-            "agents": list(app[agents_key]),
+            "agents": [*app[agents_key]],
             "state": {
                 "backend": "memory" if store is None else "redis",
                 "status": "ok" if store is None else store.status,
@@ -130,6 +130,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "draining"}, status=503)
     await ws.prepare(request)
     metrics = app[metrics_key]
+    hooks = app[frame_hooks_key]
     connection = Connection(
         ws,
         identity=request.get(identity_key, "anonymous"),
@@ -137,7 +138,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         agents=app[agents_key],
         sessions=app[sessions_key],
         metrics=metrics,
-        frame_hooks=app[frame_hooks_key],
+        frame_hooks=hooks,
     )
     app[connections_key].add(connection)
     metrics.connections_total.inc()
@@ -148,7 +149,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             connection.send(
                 SystemConnected(
                     connection_id=connection.id,
-                    agents=list(app[agents_key]),
+                    agents=[*app[agents_key]],
                     heartbeat_s=settings.server.heartbeat_s,
                 )
             )
@@ -166,7 +167,7 @@ async def drain(app: web.Application) -> None:
     """on_shutdown: refuse new work, tell clients, let runs finish for the grace, close 1001."""
     app[draining_key][0] = True
     settings = app[settings_key]
-    connections = list(app[connections_key])
+    connections = [*app[connections_key]]
     grace = settings.server.shutdown_grace_s
     for connection in connections:
         connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+PREFIX = "myagent_ws_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Metrics:
+    """The service's collectors; label values come only from closed sets (never ids or text)."""
+
     registry: CollectorRegistry
     active_connections: Gauge
     active_sessions: Gauge
@@ -31,85 +34,77 @@ class Metrics:
     auth_failures_total: Counter
     rate_limited_total: Counter
     slow_consumers_total: Counter
+    _sent: dict[str, Counter] = field(default_factory=dict)
+    _received: dict[str, Counter] = field(default_factory=dict)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
-        p = "myagent_ws_"
-        r = {"registry": registry}
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(PREFIX + name, doc, registry=registry)
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, labels: Sequence[str]) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
+
         return cls(
             registry=registry,
-            active_connections=Gauge(f"{p}active_connections", "Open WebSocket connections", **r),
-            active_sessions=Gauge(f"{p}active_sessions", "Sessions held in memory", **r),
-            running_sessions=Gauge(f"{p}running_sessions", "Sessions with a run going", **r),
-            connections_total=Counter(
-                f"{p}connections_total", "WebSocket connections accepted", **r
+            active_connections=gauge("active_connections", "Open WebSocket connections"),
+            active_sessions=gauge("active_sessions", "Sessions held in memory"),
+            running_sessions=gauge("running_sessions", "Sessions with a run going"),
+            connections_total=counter("connections_total", "WebSocket connections accepted"),
+            connections_closed_total=counter(
+                "connections_closed_total", "WebSocket connections closed, by close code", ["code"]
             ),
-            connections_closed_total=Counter(
-                f"{p}connections_closed_total",
-                "WebSocket connections closed, by close code",
-                ["code"],
-                **r,
+            frames_received_total=counter(
+                "frames_received_total", "Client frames received, by event", ["event"]
             ),
-            frames_received_total=Counter(
-                f"{p}frames_received_total", "Client frames received, by event", ["event"], **r
+            frames_sent_total=counter(
+                "frames_sent_total", "Server frames sent, by event", ["event"]
             ),
-            frames_sent_total=Counter(
-                f"{p}frames_sent_total", "Server frames sent, by event", ["event"], **r
+            errors_total=counter("errors_total", "agent.error frames sent, by code", ["code"]),
+            runs_total=counter(
+                "runs_total", "Agent runs, by agent and outcome", ["agent", "outcome"]
             ),
-            errors_total=Counter(
-                f"{p}errors_total", "agent.error frames sent, by code", ["code"], **r
+            run_duration_seconds=histogram("run_duration_seconds", "Agent run duration", ["agent"]),
+            tool_calls_total=counter(
+                "tool_calls_total", "Tool calls, by tool and status", ["tool", "status"]
             ),
-            runs_total=Counter(
-                f"{p}runs_total", "Agent runs, by agent and outcome", ["agent", "outcome"], **r
+            llm_request_duration_seconds=histogram(
+                "llm_request_duration_seconds", "Model turn duration, by model", ["model"]
             ),
-            run_duration_seconds=Histogram(
-                f"{p}run_duration_seconds",
-                "Agent run duration",
-                ["agent"],
-                buckets=LATENCY_BUCKETS,
-                **r,
+            llm_tokens_total=counter(
+                "llm_tokens_total", "Model tokens, by model and kind", ["model", "kind"]
             ),
-            tool_calls_total=Counter(
-                f"{p}tool_calls_total", "Tool calls, by tool and status", ["tool", "status"], **r
+            http_requests_total=counter(
+                "http_requests_total", "HTTP requests, by route and status", ["route", "status"]
             ),
-            llm_request_duration_seconds=Histogram(
-                f"{p}llm_request_duration_seconds",
-                "Model turn duration, by model",
-                ["model"],
-                buckets=LATENCY_BUCKETS,
-                **r,
-            ),
-            llm_tokens_total=Counter(
-                f"{p}llm_tokens_total", "Model tokens, by model and kind", ["model", "kind"], **r
-            ),
-            http_requests_total=Counter(
-                f"{p}http_requests_total",
-                "HTTP requests, by route and status",
-                ["route", "status"],
-                **r,
-            ),
-            http_request_duration_seconds=Histogram(
-                f"{p}http_request_duration_seconds",
-                "HTTP request duration (upgrade: until handshake ends)",
+            http_request_duration_seconds=histogram(
+                "http_request_duration_seconds",
+                "HTTP request duration (an upgrade: until the handshake ends)",
                 ["route"],
-                buckets=LATENCY_BUCKETS,
-                **r,
             ),
-            auth_failures_total=Counter(
-                f"{p}auth_failures_total", "Refused credentials, by reason", ["reason"], **r
+            auth_failures_total=counter(
+                "auth_failures_total", "Refused credentials, by reason", ["reason"]
             ),
-            rate_limited_total=Counter(
-                f"{p}rate_limited_total", "Rate-limit rejections, by level", ["level"], **r
+            rate_limited_total=counter(
+                "rate_limited_total", "Rate-limit rejections, by level", ["level"]
             ),
-            slow_consumers_total=Counter(
-                f"{p}slow_consumers_total", "Connections closed for not reading (1013)", **r
+            slow_consumers_total=counter(
+                "slow_consumers_total", "Connections closed for not reading (1013)"
             ),
         )
 
-    @cache  # noqa: B019 - one Metrics per app, children cached for the hot path
     def sent(self, event: str) -> Counter:
-        return self.frames_sent_total.labels(event)
+        """The frames-sent child for an event, cached: this is on the per-frame path."""
+        child = self._sent.get(event)
+        if child is None:
+            child = self._sent[event] = self.frames_sent_total.labels(event)
+        return child
 
-    @cache  # noqa: B019
     def received(self, event: str) -> Counter:
-        return self.frames_received_total.labels(event)
+        child = self._received.get(event)
+        if child is None:
+            child = self._received[event] = self.frames_received_total.labels(event)
+        return child

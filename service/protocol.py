@@ -234,7 +234,7 @@ def protocol_schema() -> dict[str, Any]:
     """A JSON Schema of every frame, client and server (docs/protocol.schema.json)."""
     from pydantic.json_schema import models_json_schema
 
-    models = [
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
         (m, "validation")
         for m in (
             UserCreateSession,

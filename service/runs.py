@@ -54,11 +54,11 @@ def publish_run_event(session: Session, event: RunEvent, common: dict[str, Any])
             )
         case ToolFinished(step_id=step_id, tool=tool, status=status):
             session.metrics.tool_calls_total.labels(tool, status).inc()
-            content = event.output if status == "success" else event.error
+            result = event.output if status == "success" else event.error
             session.publish(
                 AgentToolResult,
                 step_id=step_id,
-                content=content or "",
+                content=result or "",
                 **common,
                 metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
             )

@@ -76,7 +76,7 @@ class Session:
 
     # --- events ---------------------------------------------------------------------------
 
-    def publish(self, cls: type[ServerEvent], **fields: Any) -> None:
+    def publish(self, cls: Callable[..., ServerEvent], **fields: Any) -> None:
         """Number an event of this session, keep it for replay, and send it to the listener."""
         self.seq += 1
         event = cls(session_id=self.id, seq=self.seq, **fields)

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -249,7 +249,7 @@ def read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     for agent in data.get("agents") or []:  # relative agent files are relative to the config
         if isinstance(agent, dict) and isinstance(agent.get("file"), str):
             agent["file"] = str((path.parent / agent["file"]).resolve())
-    return data
+    return cast(dict[str, Any], data)
 
 
 def describe(exc: ValidationError, source: str) -> str:

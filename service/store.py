@@ -17,7 +17,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -27,6 +27,7 @@ log = structlog.get_logger("myagent_ws.store")
 PREFIX = "myagent_ws"
 OUTBOX_MAX = 100_000
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+Entry = tuple[str, dict[str, str]]  # a stream entry: (id, fields)
 
 
 def raise_if_cancelling() -> None:
@@ -188,18 +189,18 @@ class RedisState:
             for item in requeue:
                 self._put(item)
             raise
-        return items[-1][0] == "stop"
+        return bool(items[-1][0] == "stop")
 
     # --- reads --------------------------------------------------------------------------
 
     async def lookup(self, session_id: str) -> dict[str, str] | None:
         """The session's record (owner, agent, replica), or None."""
-        record = await self.redis.hgetall(session_key(session_id))
+        record = cast(dict[str, str], await self.redis.hgetall(session_key(session_id)))
         return record or None
 
     async def replay(self, session_id: str, last_seq: int) -> tuple[list[tuple[str, str]], str]:
         """Frames with seq > last_seq and the stream id to follow from."""
-        entries = await self.redis.xrange(events_key(session_id))
+        entries = cast(list[Entry], await self.redis.xrange(events_key(session_id)))
         last_id = entries[-1][0] if entries else "0-0"
         oldest = int(entries[0][1]["seq"]) if entries else None
         if oldest is not None and last_seq + 1 < oldest:
@@ -211,7 +212,7 @@ class RedisState:
 
     async def tail_id(self, session_id: str) -> str:
         """The id of the session's newest frame, to follow from."""
-        entries = await self.redis.xrevrange(events_key(session_id), count=1)
+        entries = cast(list[Entry], await self.redis.xrevrange(events_key(session_id), count=1))
         return str(entries[0][0]) if entries else "0-0"
 
     def spawn_follower(
@@ -230,7 +231,10 @@ class RedisState:
         key = events_key(session_id)
         while True:
             try:
-                batches = await self.redis.xread({key: after_id}, block=1000, count=500)
+                batches = cast(
+                    list[tuple[str, list[Entry]]],
+                    await self.redis.xread({key: after_id}, block=1000, count=500),
+                )
             except Exception as exc:
                 raise_if_cancelling()
                 log.warning("redis_follow_failed", error=str(exc))
