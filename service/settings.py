@@ -101,7 +101,7 @@ class RateLimitSettings(Section):
     messages_burst: int = Field(default=10, ge=1)
     frames_per_s: float = Field(default=20.0, gt=0, description="every other frame")
     frames_burst: int = Field(default=60, ge=1)
-    violations_before_close: int = Field(default=50, ge=1)
+    violations_before_close: int = Field(default=200, ge=1)
     connections_per_identity: int = Field(default=100, ge=1)
     max_connections: int = Field(default=10000, ge=1)
     auth_failures_per_min: int = Field(default=30, ge=1)
