@@ -164,7 +164,12 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def drain(app: web.Application) -> None:
-    """on_shutdown: refuse new work, tell clients, let runs finish for the grace, close 1001."""
+    """Refuse new work, tell clients, let runs finish for the grace, close 1001 (once).
+
+    The CLI calls it on SIGTERM while still listening; on_shutdown calls it again (a no-op).
+    """
+    if app[draining_key][0]:
+        return
     app[draining_key][0] = True
     settings = app[settings_key]
     connections = [*app[connections_key]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,16 +113,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         health=f"http://{host}:{port}/health",
         console=f"http://{host}:{port}/",
     )
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.server.shutdown_grace_s + 2,
-        handle_signals=True,
-    )
+    try:
+        asyncio.run(serve(app, host, port))
+    except OSError as exc:
+        print(f"myagent-ws: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_LISTEN
     return EXIT_OK
+
+
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then drain while still listening, then stop.
+
+    aiohttp's run_app closes the listening socket first; we keep it open during the drain so
+    that /health answers 503 and the proxy stops sending new clients while runs finish.
+    """
+    from service.app import drain
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        structlog.get_logger("myagent_ws").info("shutting_down")
+        await drain(app)
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

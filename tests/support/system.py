@@ -72,3 +72,64 @@ def redis_server(tmp: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def wait_until_exits(process: subprocess.Popen[bytes], within_s: float) -> int:
+    try:
+        return process.wait(within_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+@contextmanager
+def nginx_proxy(conf_text: str, tmp: Path, port: int) -> Iterator[None]:
+    """nginx running this configuration, as a non-daemon child with its files under tmp."""
+    binary = require("nginx", "/usr/sbin/nginx")
+    (tmp / "logs").mkdir(exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(conf_text, encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            binary,
+            "-p",
+            str(tmp),
+            "-c",
+            str(conf),
+            "-g",
+            f"daemon off; pid {tmp / 'nginx.pid'}; error_log {tmp / 'logs' / 'error.log'};",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        yield
+    finally:
+        process.terminate()
+        wait_until_exits(process, 10)
+
+
+@contextmanager
+def prometheus_server(config_text: str, tmp: Path, port: int) -> Iterator[str]:
+    """Prometheus with this configuration on a loopback port; yields its base URL."""
+    binary = require("prometheus", "/usr/bin/prometheus")
+    config = tmp / "prometheus.yml"
+    config.write_text(config_text, encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, within_s=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        wait_until_exits(process, 15)

@@ -1,0 +1,96 @@
+"""SIGTERM drains: 503 on /health, system.shutdown, runs end, close 1001, exit 0 in time.
+
+And heartbeats: a peer that stops answering pings is closed, its session kept for resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import websockets
+from aiohttp import WSMsgType
+
+from service.app import create_app
+from service.keys import sessions_key
+from tests.service.conftest import create_session, offline_weather, settings
+from tests.support.system import free_port
+
+AGENT = Path(__file__).with_name("slow_agent.py")
+GRACE_S = 1.5
+
+
+async def start_server(tmp_path: Path, tool_s: float) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    env = {**os.environ, "SLOW_TOOL_S": str(tool_s), "MYAGENT_WS_SERVER__SHUTDOWN_GRACE_S":
+           str(GRACE_S), "MYAGENT_WS_LOGGING__FORMAT": "json"}  # fmt: skip
+    env.pop("OPENAI_API_KEY", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "server", str(AGENT), "--port", str(port),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while True:
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/health")).status == 200:
+                    return process, port
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)  # still starting
+
+
+@pytest.mark.parametrize(("tool_s", "ending"), [(0.3, "agent.final_answer"),
+                                                (30, "agent.interrupted")])  # fmt: skip
+async def test_sigterm_drains_runs_then_closes_1001_and_exits_0(
+    tmp_path: Path, tool_s: float, ending: str
+) -> None:
+    process, port = await start_server(tmp_path, tool_s)
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert json.loads(await ws.recv())["event"] == "system.connected"
+            await ws.send(json.dumps({"event": "user.create_session"}))
+            sid = json.loads(await ws.recv())["session_id"]
+            await ws.send(json.dumps({"event": "user.message", "session_id": sid,
+                                      "content": "slow report on 天气"}))  # fmt: skip
+            while json.loads(await ws.recv())["event"] != "agent.tool_call":
+                pass
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            async with aiohttp.ClientSession() as http:
+                health = await http.get(f"http://127.0.0.1:{port}/health")
+                assert (health.status, await health.json()) == (503, {"status": "draining"})
+            events = []
+            with pytest.raises(websockets.ConnectionClosedOK):
+                while True:
+                    events.append(json.loads(await ws.recv())["event"])
+            assert ws.close_code == 1001
+        names = [e for e in events if e != "agent.partial_answer"]
+        assert names[0] == "system.shutdown" and names[-1] == ending, events
+        assert await asyncio.wait_for(process.wait(), GRACE_S + 8) == 0
+        assert time.monotonic() - started < GRACE_S + 8
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_peer_that_stops_answering_pings_is_closed_and_session_kept(aiohttp_client) -> None:
+    app = create_app(settings(server={"heartbeat_s": 0.2}), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/ws", autoping=False)  # pings arrive; no pong goes back
+    await ws.receive_json()
+    sid = await create_session(ws)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        while (msg := await ws.receive()).type in (WSMsgType.PING, WSMsgType.TEXT):
+            pass
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    assert time.monotonic() - started < 0.2 * 1.5 + 0.5
+    assert sid in app[sessions_key].sessions  # resumable: on_disconnect is "continue"
+    await ws.close()
