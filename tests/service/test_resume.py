@@ -289,3 +289,38 @@ async def test_client_that_never_reads_holds_memory_under_the_bound(aiohttp_clie
     while msg.type is WSMsgType.TEXT:  # what the socket held before the server gave up on it
         msg = await ws.receive()
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1013)
+
+
+async def test_another_identitys_session_is_not_found_exactly_like_a_random_one(
+    aiohttp_client,
+) -> None:
+    tokens = [{"name": "alice", "token": "alice-token"}, {"name": "bob", "token": "bob-token"}]
+    app = create_app(
+        settings(auth={"enabled": True, "tokens": tokens}), {"weather": offline_weather}
+    )
+    client = await aiohttp_client(app)
+    alice = await client.ws_connect("/ws", headers={"Authorization": "Bearer alice-token"})
+    await alice.receive_json()
+    sid = await create_session(alice)
+    bob = await client.ws_connect("/ws?token=bob-token")
+    await bob.receive_json()
+    answers = []
+    for target in (sid, "0" * 32):
+        for frame in (
+            {"event": "user.resume_session", "session_id": target, "last_seq": 0},
+            {"event": "user.message", "session_id": target, "content": "查询北京天气"},
+            {"event": "user.cancel", "session_id": target},
+            {"event": "user.close_session", "session_id": target},
+        ):
+            await bob.send_json(frame)
+            reply = await bob.receive_json()
+            answers.append((reply["code"], reply["error"].replace(target, "<id>")))
+    assert {code for code, _ in answers} == {"session_not_found"}
+    assert answers[:4] == answers[4:]  # the same words whether it exists or not
+    await alice.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+    frames = await receive_until(alice)
+    assert frames[-1]["event"] == "agent.final_answer"  # alice's session is untouched
+    await bob.send_json({"event": "user.ping"})
+    assert (await bob.receive_json())["event"] == "system.pong"  # nothing of alice's reached bob
+    await alice.close()
+    await bob.close()
