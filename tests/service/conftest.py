@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -109,8 +109,9 @@ async def create_session(ws: ClientWebSocketResponse, **fields: Any) -> str:
     return str(frames[-1]["session_id"])
 
 
-async def connect(client: Any, path: str = "/ws", **kwargs: Any) -> AsyncIterator[Any]:
-    async with client.ws_connect(path, **kwargs) as ws:
-        hello = await ws.receive_json()
-        assert hello["event"] == "system.connected"
-        yield ws
+async def open_ws(client: Any, path: str = "/ws", **kwargs: Any) -> ClientWebSocketResponse:
+    """A socket of the test client, past its system.connected frame."""
+    ws: ClientWebSocketResponse = await client.ws_connect(path, **kwargs)
+    hello = await ws.receive_json()
+    assert hello["event"] == "system.connected"
+    return ws

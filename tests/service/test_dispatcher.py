@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 
 from myagent.errors import LLMError
 from myagent.llm import AssistantTurn
@@ -16,18 +15,11 @@ from tests.service.conftest import (
     GateTool,
     create_session,
     offline_weather,
+    open_ws,
     receive_until,
     scripted,
     settings,
 )
-
-
-async def open_ws(client: TestClient, path: str = "/ws"):  # type: ignore[no-untyped-def]
-    ws = await client.ws_connect(path)
-    hello = await ws.receive_json()
-    assert hello["event"] == "system.connected"
-    assert hello["agents"] == ["weather"]
-    return ws
 
 
 async def test_user_message_streams_tool_call_and_final_answer(aiohttp_client) -> None:

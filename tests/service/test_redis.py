@@ -11,16 +11,12 @@ from tests.service.conftest import (
     UNLIMITED,
     GateTool,
     create_session,
+    open_ws,
     receive_until,
     scripted,
     settings,
 )
-
-
-async def open_ws(client):  # type: ignore[no-untyped-def]
-    ws = await client.ws_connect("/ws")
-    assert (await ws.receive_json())["event"] == "system.connected"
-    return ws
+from tests.support.system import free_port, redis_server
 
 
 async def two_instances(aiohttp_client, redis_url: str, factory):  # type: ignore[no-untyped-def]
@@ -92,58 +88,26 @@ async def test_other_identity_cannot_resume_through_another_replica(
 
 
 async def test_redis_away_degrades_but_serves_then_recovers(aiohttp_client, tmp_path) -> None:
-    import subprocess
-
-    from tests.support.system import free_port, require, wait_for_port
-
-    binary = require("redis-server", "/usr/bin/redis-server")
     port = free_port()
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(port, process)
-        return process
-
-    redis = start()
-    try:
-        config = settings(state={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    with redis_server(tmp_path, port) as url:
+        config = settings(state={"redis_url": url})
         client = await aiohttp_client(create_app(config, {"weather": scripted("one", "two")}))
         ws = await open_ws(client)
         sid = await create_session(ws)
-        redis.terminate()
-        redis.wait(10)
-        await ws.send_json({"event": "user.message", "session_id": sid, "content": "a"})
-        assert (await receive_until(ws))[-1]["content"] == "one"  # still serving
-        store = client.app[store_key]
-        await asyncio.wait_for(store.wait_status("degraded"), 10)  # noticed on its next write
-        health = await client.get("/health")
-        assert health.status == 200
-        assert (await health.json())["state"] == {"backend": "redis", "status": "degraded"}
-        redis = start()
+    # Redis is gone
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "a"})
+    assert (await receive_until(ws))[-1]["content"] == "one"  # still serving
+    store = client.app[store_key]
+    await asyncio.wait_for(store.wait_status("degraded"), 10)  # noticed on its next write
+    health = await client.get("/health")
+    assert health.status == 200
+    assert (await health.json())["state"] == {"backend": "redis", "status": "degraded"}
+    with redis_server(tmp_path, port):  # back on the same address
         await ws.send_json({"event": "user.message", "session_id": sid, "content": "b"})
         assert (await receive_until(ws))[-1]["content"] == "two"
         await asyncio.wait_for(store.wait_status("ok"), 10)
         assert (await (await client.get("/health")).json())["state"]["status"] == "ok"
         await ws.close()
-    finally:
-        redis.terminate()
-        redis.wait(10)
 
 
 async def test_rate_limits_are_shared_by_both_instances(aiohttp_client, redis_url: str) -> None:

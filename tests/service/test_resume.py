@@ -14,16 +14,11 @@ from tests.service.conftest import (
     GateTool,
     create_session,
     offline_weather,
+    open_ws,
     receive_until,
     scripted,
     settings,
 )
-
-
-async def open_ws(client):  # type: ignore[no-untyped-def]
-    ws = await client.ws_connect("/ws")
-    assert (await ws.receive_json())["event"] == "system.connected"
-    return ws
 
 
 async def test_resume_on_new_connection_replays_missed_events_then_streams_live(

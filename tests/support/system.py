@@ -45,10 +45,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], within_s: float =
 
 
 @contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
+def redis_server(tmp: Path, port: int | None = None) -> Iterator[str]:
+    """A throwaway redis-server on a loopback port (free if not given); yields its URL."""
     binary = require("redis-server", "/usr/bin/redis-server")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,
