@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 
@@ -133,3 +136,31 @@ def prometheus_server(config_text: str, tmp: Path, port: int) -> Iterator[str]:
     finally:
         process.terminate()
         wait_until_exits(process, 15)
+
+
+@asynccontextmanager
+async def service_process(agent_file: Path, cwd: Path, **env: str) -> AsyncIterator[int]:
+    """`myagent-ws server AGENT_FILE` as a child process on a free port; yields the port.
+
+    It runs in `cwd` so that the repo's config/server.yaml is not picked up, with no model key.
+    """
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MYAGENT_WS_"))}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "server", str(agent_file), "--port", str(port),
+        cwd=cwd, env={**environ, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+            while True:
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/health")).status == 200:
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)  # still starting
+        yield port
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()

@@ -1,0 +1,163 @@
+"""The web console at `/`, end to end in real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.support.system import require, service_process
+
+ROOT = Path(__file__).resolve().parents[2]
+WEATHER = ROOT / "examples" / "weather_agent.py"
+SLOW = ROOT / "tests" / "deploy" / "slow_agent.py"  # its tool sleeps SLOW_TOOL_S seconds
+SHOTS = ROOT / "test-artifacts" / "console"
+CHROMIUM_ARGS = [  # no sandbox as root; nothing that phones home on a closed network
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    chromium = require("chromium", "/usr/bin/chromium")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def ask(page: Page, text: str) -> None:
+    await page.fill("#input", text)
+    await page.keyboard.press("Enter")
+
+
+async def shown_seqs(page: Page) -> list[int]:
+    return list(await page.evaluate("window.__console.seqs"))
+
+
+async def test_console_asks_the_weather_agent(browser: Browser, tmp_path: Path) -> None:
+    async with service_process(WEATHER, tmp_path) as port:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await expect(page.locator("#conn")).to_have_text("connected")
+        await expect(page.locator("#agent")).to_have_value("weather-assistant")
+        await expect(page.get_by_text("new session with weather-assistant")).to_be_visible()
+        await ask(page, "查询北京天气")
+        card = page.locator(".tool")
+        await expect(card).to_have_count(1)
+        await expect(card.locator(".tool-head")).to_contain_text("get_weather")
+        await expect(card).to_have_attribute("data-status", "success")
+        await expect(card.locator(".tool-args")).to_contain_text('"city":"北京"')
+        answer = page.locator(".answer:not(.streaming)")
+        await expect(answer).to_contain_text("北京的天气：晴朗，25°C")
+        await expect(page.locator("#run-state")).to_have_text("idle")
+        await ask(page, "**bold** <img src=x onerror=alert(1)> [link](javascript:alert(1))")
+        await expect(page.locator(".answer strong")).to_have_text("bold")
+        assert await page.locator(".answer img, .answer a").count() == 0  # text, never HTML
+        seqs = await shown_seqs(page)
+        assert seqs == list(range(1, len(seqs) + 1))
+        await page.screenshot(path=SHOTS / "answer.png", full_page=True)
+        assert not errors
+
+
+async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: Path) -> None:
+    async with service_process(SLOW, tmp_path, SLOW_TOOL_S="30") as port:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await expect(page.get_by_text("new session with slow")).to_be_visible()
+        await ask(page, "slow report on 天气")
+        await expect(page.locator(".tool")).to_have_attribute("data-status", "running")
+        await expect(page.locator("#run-state")).to_have_text("running")
+        await page.screenshot(path=SHOTS / "running.png", full_page=True)
+        await page.click("#stop")
+        await expect(page.locator("#run-state")).to_have_text("interrupted")
+        await expect(page.locator(".tool-status")).to_have_text("cancelled")
+        await expect(page.locator(".interrupted")).to_be_visible()
+        await page.screenshot(path=SHOTS / "interrupted.png", full_page=True)
+
+
+async def proxy(listen_port: int, target_port: int, cut: asyncio.Event) -> None:
+    """A TCP proxy to the service whose open connections all drop when `cut` is set."""
+    live: set[asyncio.StreamWriter] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        live.update((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", listen_port)
+    async with server:
+        while True:
+            await cut.wait()
+            cut.clear()
+            for writer in list(live):  # the server side drops every socket, no close frame
+                writer.transport.abort()
+            live.clear()
+
+
+async def test_console_resumes_after_the_socket_drops_without_losing_an_event(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from tests.support.system import free_port
+
+    async with service_process(SLOW, tmp_path, SLOW_TOOL_S="1.5") as port:
+        front, cut = free_port(), asyncio.Event()
+        relay = asyncio.create_task(proxy(front, port, cut))
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{front}/")
+            await expect(page.get_by_text("new session with slow")).to_be_visible()
+            await ask(page, "slow report on 天气")
+            await expect(page.locator(".tool")).to_have_attribute("data-status", "running")
+            cut.set()  # mid-run: the tool is still sleeping on the server
+            await expect(page.locator("#conn")).not_to_have_text("connected")
+            await page.screenshot(path=SHOTS / "dropped.png", full_page=True)
+            await expect(page.get_by_text("session resumed")).to_be_visible(timeout=15000)
+            await expect(page.locator(".answer:not(.streaming)")).to_contain_text("report on")
+            await expect(page.locator(".tool")).to_have_count(1)
+            await expect(page.locator(".answer")).to_have_count(1)
+            seqs = await shown_seqs(page)
+            assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order
+            await page.screenshot(path=SHOTS / "resumed.png", full_page=True)
+            await page.reload()  # a reload resumes the same session and shows it again, once
+            await expect(page.get_by_text("session resumed")).to_be_visible()
+            await expect(page.locator(".answer:not(.streaming)")).to_contain_text("report on")
+            await expect(page.locator(".tool")).to_have_count(1)
+            assert await shown_seqs(page) == seqs  # the whole held session, each event once
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+
+async def test_console_needs_the_token_when_the_server_has_one(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with service_process(WEATHER, tmp_path, MYAGENT_WS_TOKENS="s3cret") as port:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")  # the page itself needs no token
+        await expect(page.get_by_text("connection refused").first).to_be_visible()
+        await page.screenshot(path=SHOTS / "refused.png", full_page=True)
+        await page.fill("#token", "s3cret")
+        await page.click("#token-form button")
+        await expect(page.locator("#conn")).to_have_text("connected")
+        await ask(page, "查询上海天气")
+        await expect(page.locator(".answer:not(.streaming)")).to_contain_text("上海的天气")
+        await page.screenshot(path=SHOTS / "with-token.png", full_page=True)
+    assert os.environ.get("MYAGENT_WS_TOKENS") is None  # the token stayed in the child
