@@ -29,6 +29,7 @@ from middleware.keys import (
 log = structlog.get_logger("myagent_ws.http")
 frame_log = structlog.get_logger("myagent_ws.frames")
 CLIENT_CLOSED = 499  # the client went away before an answer (nginx's convention)
+PROBES = frozenset({"/health", "/metrics"})  # polled every few seconds: their lines are debug
 MAX_PATH = 200
 
 
@@ -72,6 +73,8 @@ class AccessLog:
             fields["reason"] = reason
         if status >= 500 and status != 503:
             log.error("http_request", **fields)
+        elif route in PROBES and status < 400:
+            log.debug("http_request", **fields)
         else:
             log.info("http_request", **fields)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ IPAddress = IPv4Address | IPv6Address
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+@functools.lru_cache(maxsize=4096)  # per request, and the same few peers again and again
 def parse_ip(text: str | None) -> IPAddress | None:
     """An address from a header hop: `1.2.3.4`, `1.2.3.4:5678`, `[::1]:80` or `::1`."""
     if not text:

@@ -26,19 +26,26 @@ async def test_logging_one_line_per_request_with_the_route_never_the_query(
     aiohttp_client, logs
 ) -> None:
     client = await aiohttp_client(service_app(make_settings()))
-    resp = await client.get("/health", params={"token": TOKEN, "q": "secret-query"})
+    resp = await client.get("/", params={"token": TOKEN, "q": "secret-query"})  # the console
     [line] = requests_logged(logs)
     assert line["log_level"] == "info"
     assert {k: line[k] for k in ("method", "route", "path", "status", "client_ip")} == {
         "method": "GET",
-        "route": "/health",
-        "path": "/health",
+        "route": "/",
+        "path": "/",
         "status": 200,
         "client_ip": "127.0.0.1",
     }
     assert line["identity"] == "anonymous" and isinstance(line["duration_s"], float)
     assert line["request_id"] == resp.headers["X-Request-ID"]
     assert "secret-query" not in json.dumps(logs) and TOKEN not in json.dumps(logs)
+
+
+async def test_logging_probes_are_debug_lines(aiohttp_client, logs) -> None:
+    client = await aiohttp_client(service_app(make_settings()))
+    await client.get("/health")
+    [line] = requests_logged(logs)
+    assert (line["route"], line["log_level"]) == ("/health", "debug")  # polled every few seconds
 
 
 async def test_logging_websocket_lines_carry_request_id_and_identity(aiohttp_client, logs) -> None:
