@@ -30,7 +30,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) system-deps
+bench: $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
 	$(BIN)/python -m bench.run
 
 clean:
