@@ -168,13 +168,19 @@ class OfflineLLM:
 
     def reply(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> AssistantTurn:
         """The turn this model gives for a conversation."""
-        last_user = max(
-            (i for i, m in enumerate(messages) if m.role is Role.USER and not m.is_step_prompt),
-            default=-1,
+        last_user = next(  # from the end: the conversation before it is not read
+            (
+                i
+                for i in range(len(messages) - 1, -1, -1)
+                if messages[i].role is Role.USER and not messages[i].is_step_prompt
+            ),
+            -1,
         )
         question = messages[last_user].content or "" if last_user >= 0 else ""
         results = [m for m in messages[last_user + 1 :] if m.role is Role.TOOL]
-        usage = Usage(prompt_tokens=sum(len(m.content or "") for m in messages) // 4)
+        # a rough count of the turn's prompt: the question and what followed it (O(turn), not
+        # O(conversation), as this runs for every turn of every session)
+        usage = Usage(prompt_tokens=sum(len(m.content or "") for m in messages[last_user:]) // 4)
         if results:
             answer = "\n".join(m.content or "" for m in results)
             return AssistantTurn(content=answer, usage=usage + Usage(completion_tokens=len(answer)))

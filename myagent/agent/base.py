@@ -120,9 +120,11 @@ class BaseAgent(BaseModel):
                         "raise max_steps or simplify the request"
                     )
                 self.current_step += 1
+                observed = recorder is not None or self._step_callback is not None  # once a step
                 async with closing_stream(self.step()) as events:
                     async for event in events:
-                        await self._emit(event, recorder)
+                        if observed:
+                            await self._emit(event, recorder)
                         yield event
             ended = Answer(content=self.final_answer)
             self.state, outcome = AgentState.FINISHED, "finished"
