@@ -139,6 +139,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     hooks = app[frame_hooks_key]
     connection = Connection(
         ws,
+        request=request,
         identity=request.get(identity_key, "anonymous"),
         settings=settings,
         agents=app[agents_key],

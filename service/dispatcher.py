@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from middleware.frames import FrameInfo, FrameRejected
 from service.errors import InternalError, InvalidMessage, ServiceError, TooManySessions
 from service.frames import parse_frame
 from service.metrics import Metrics
+from service.outbox import FrameWriter
 from service.protocol import (
     AgentErrorEvent,
     AgentSessionClosed,
@@ -39,6 +41,7 @@ from service.settings import Settings
 log = structlog.get_logger("myagent_ws.connection")
 FrameHook = Callable[[FrameInfo], Awaitable[None]]  # a middleware; raises FrameRejected
 TRY_AGAIN_LATER = 1013
+BATCH_BYTES = 256 * 1024  # at most about this much payload in one socket write
 
 
 class Connection:
@@ -48,6 +51,7 @@ class Connection:
         self,
         ws: web.WebSocketResponse,
         *,
+        request: web.BaseRequest,
         identity: str,
         settings: Settings,
         agents: dict[str, AgentSpec],
@@ -57,6 +61,8 @@ class Connection:
     ) -> None:
         self.id = uuid.uuid4().hex
         self.ws = ws
+        self.out = FrameWriter(ws, request)
+        self.debug_frames = log.is_enabled_for(logging.DEBUG)
         self.identity = identity
         self.settings = settings
         self.agents = agents
@@ -124,15 +130,33 @@ class Connection:
         )
 
     async def write_loop(self) -> None:
-        ws, queue, backlog = self.ws, self.queue, self.backlog
+        """Send the queued frames: a burst in one socket write (FrameWriter), replays first."""
+        queue, backlog, out = self.queue, self.backlog, self.out
+        counts: dict[str, int] = {}
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
             while backlog or queue:
-                data, event = (backlog or queue).popleft()
-                await ws.send_str(data)
-                self.metrics.sent(event).inc()
-                log.debug("frame_out", frame=event, size=len(data))
+                if not out.batching:  # a slow peer: one frame at a time, aiohttp waits for it
+                    data, event = (backlog or queue).popleft()
+                    if not await out.send(data):
+                        break
+                    self.metrics.sent(event).inc()
+                    continue
+                payloads, size = [], 0
+                counts.clear()
+                while (backlog or queue) and size < BATCH_BYTES:
+                    data, event = (backlog or queue).popleft()
+                    payload = data.encode()
+                    payloads.append(payload)
+                    size += len(payload)
+                    counts[event] = counts.get(event, 0) + 1
+                    if self.debug_frames:
+                        log.debug("frame_out", frame=event, size=len(payload))
+                if not out.write(payloads):
+                    break
+                for event, count in counts.items():
+                    self.metrics.sent(event).inc(count)
             self.drained.set()
 
     def close(self, code: int, reason: str) -> None:
@@ -149,9 +173,7 @@ class Connection:
             async with asyncio.timeout(2):
                 await self.ws.close(code=code, message=reason.encode()[:120])
         except TimeoutError:  # the peer does not read even the close frame
-            transport = self.ws._req.transport if self.ws._req is not None else None
-            if transport is not None:
-                transport.abort()
+            self.out.abort()
 
     async def finish(self, code: int, reason: str, within_s: float = 1.0) -> None:
         """Send what is already queued (for a short while), then close with `code`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -63,7 +64,7 @@ class ToolCollection(BaseModel):
         if missing:
             return ToolResult(error=f"missing required argument(s): {', '.join(missing)}")
         try:  # check the arguments first, so a TypeError inside the tool counts as a crash
-            inspect.signature(tool.execute).bind(**args)
+            execute_signature(type(tool)).bind(tool, **args)
         except TypeError as exc:
             return ToolResult(error=f"bad arguments for {name}: {exc}")
         try:
@@ -76,6 +77,11 @@ class ToolCollection(BaseModel):
             log.exception("tool_crashed", tool=name)
             return ToolResult(error=f"{name} failed: {type(exc).__name__}: {exc}")
         return result if isinstance(result, ToolResult) else ToolResult(output=result)
+
+
+@functools.cache  # a tool class's signature, once: this is checked on every call
+def execute_signature(cls: type[BaseTool]) -> inspect.Signature:
+    return inspect.signature(cls.execute)
 
 
 def check_unique(tools: Iterable[BaseTool]) -> None:
