@@ -185,10 +185,10 @@ class AuthMiddleware(Middleware):
     def public(request: web.Request, upgrade: bool) -> bool:
         if request.method == hdrs.METH_OPTIONS:
             return True  # a CORS preflight never carries credentials
-        if upgrade:
-            return False
         path = request.path
-        return path in PUBLIC_PATHS or path in PAGE_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            return True  # no socket is served there, whatever the headers say
+        return not upgrade and path in PAGE_PATHS
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         upgrade = is_upgrade(request)
@@ -197,9 +197,9 @@ class AuthMiddleware(Middleware):
             return self.refuse(request, error_response(403, "forbidden", FOREIGN_ORIGIN), "origin")
         if self.public(request, upgrade):
             return await handler(request)
-        tokens = self.tokens
-        if request.path == METRICS_PATH and not upgrade:
-            tokens = self.metrics_tokens
+        # /metrics is a plain GET whatever its headers: an Upgrade header must not swap in the
+        # client tokens (or none at all) for the metrics token
+        tokens = self.metrics_tokens if request.path == METRICS_PATH else self.tokens
         if not tokens:
             request[identity_key] = ANONYMOUS
             return await handler(request)

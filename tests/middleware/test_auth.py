@@ -125,6 +125,20 @@ async def test_auth_metrics_takes_only_its_own_token(aiohttp_client) -> None:
     assert (await client.get("/ws", params={"token": METRICS_TOKEN})).status == 401
 
 
+@pytest.mark.parametrize("auth", [{"tokens": [TOKEN]}, {"enabled": False}, {"tokens": []}])
+async def test_auth_metrics_token_holds_with_an_upgrade_header(aiohttp_client, auth) -> None:
+    settings = make_settings(auth={**auth, "metrics_token": METRICS_TOKEN}, **AUTH_ONLY)
+    client = await aiohttp_client(service_app(settings))
+    for headers in ({}, BEARER):  # a client token is no metrics token, upgrade or not
+        assert (await client.get("/metrics", headers={**UPGRADE, **headers})).status == 401
+
+
+async def test_auth_health_needs_no_token_even_with_an_upgrade_header(aiohttp_client) -> None:
+    client = await aiohttp_client(stack_app(make_settings(**AUTH_ONLY))[0])
+    for path in ("/health", "/static/app.js"):
+        assert (await client.get(path, headers=UPGRADE)).status == 200, path
+
+
 async def test_auth_metrics_token_on_the_real_endpoint(aiohttp_client) -> None:
     settings = make_settings(auth={"tokens": [TOKEN], "metrics_token": METRICS_TOKEN})
     client = await aiohttp_client(service_app(settings))
