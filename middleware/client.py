@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from middleware.base import Middleware, StackContext
-from middleware.keys import client_ip_key, request_id_key, started_key
+from middleware.keys import ANONYMOUS, client_ip_key, request_id_key, started_key
 
 IPAddress = IPv4Address | IPv6Address
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -91,7 +91,7 @@ class RequestContext(Middleware):
 
     The request id comes from a trusted proxy's X-Request-ID or is made here; it is bound to the
     structlog context for every line the request (or its WebSocket) logs, and sent back in
-    X-Request-ID.
+    X-Request-ID. `identity` is bound as anonymous, so lines carry it with auth open or absent.
     """
 
     name = "request_context"
@@ -114,7 +114,8 @@ class RequestContext(Middleware):
         request[started_key] = self.clock()
         request[client_ip_key] = self.clients.address(request)
         request[request_id_key] = request_id = self.request_id(request)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # identity: anonymous until the auth layer (if any) binds the token's name over it
+        with structlog.contextvars.bound_contextvars(request_id=request_id, identity=ANONYMOUS):
             try:
                 response = await handler(request)
             except web.HTTPException as exc:

@@ -63,6 +63,26 @@ async def test_logging_websocket_lines_carry_request_id_and_identity(aiohttp_cli
     assert logs.index(upgrade) < logs.index(by_event["ws_connected"])  # logged at the handshake
 
 
+@pytest.mark.parametrize(
+    "auth, identity",
+    [({"tokens": [{"name": "alice", "token": TOKEN}]}, "alice"), ({"tokens": []}, "anonymous")],
+)
+async def test_logging_run_lines_carry_every_id_and_the_identity(
+    aiohttp_client, logs, auth, identity
+) -> None:
+    client = await aiohttp_client(service_app(make_settings(auth=auth)))
+    async with client.ws_connect("/ws", headers=BEARER) as ws:
+        await ws.receive_json()
+        session_id = await create_session(ws)
+        await ws.send_json({"event": "user.message", "session_id": session_id, "content": "Paris?"})
+        await receive_until(ws, "agent.final_answer")
+    [upgrade] = requests_logged(logs)
+    [run] = [entry for entry in logs if entry["event"] == "run_finished"]
+    assert run["identity"] == upgrade["identity"] == identity
+    assert run["request_id"] == upgrade["request_id"] and run["session_id"] == session_id
+    assert run["connection_id"] and run["run_id"]
+
+
 async def test_logging_frames_in_and_out_are_debug_lines(aiohttp_client, logs) -> None:
     client = await aiohttp_client(service_app(make_settings()))
     async with client.ws_connect("/ws", headers=BEARER) as ws:
