@@ -8,6 +8,7 @@ request has exactly one line, whatever the order of the stack.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Self
 
@@ -31,6 +32,13 @@ frame_log = structlog.get_logger("myagent_ws.frames")
 CLIENT_CLOSED = 499  # the client went away before an answer (nginx's convention)
 PROBES = frozenset({"/health", "/metrics"})  # polled every few seconds: their lines are debug
 MAX_PATH = 200
+# a token a client put in the path (`/ws%3Ftoken%3DT` decodes to `/ws?token=T`, `/ws;token=T`)
+TOKEN_IN_PATH = re.compile(r"(token=)[^&;?#]*", re.IGNORECASE)  # tokens may hold a /
+
+
+def logged_path(request: web.Request) -> str:
+    """The path as logged: never the query string, and a `token=` value in it redacted."""
+    return TOKEN_IN_PATH.sub(r"\1[redacted]", request.path)[:MAX_PATH]
 
 
 def route_template(request: web.Request) -> str:
@@ -62,7 +70,7 @@ class AccessLog:
         fields: dict[str, object] = {
             "method": request.method,
             "route": route,
-            "path": request.path[:MAX_PATH],
+            "path": logged_path(request),
             "status": status,
             "duration_s": round(duration, 6),
             "client_ip": request.get(client_ip_key) or request.remote,

@@ -8,6 +8,7 @@ import logging
 import pytest
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from service.keys import metrics_key
 from tests.middleware.conftest import (
@@ -39,6 +40,18 @@ async def test_logging_one_line_per_request_with_the_route_never_the_query(
     assert line["identity"] == "anonymous" and isinstance(line["duration_s"], float)
     assert line["request_id"] == resp.headers["X-Request-ID"]
     assert "secret-query" not in json.dumps(logs) and TOKEN not in json.dumps(logs)
+
+
+@pytest.mark.parametrize(
+    "path", ["/ws%3Ftoken%3D{}", "/ws;token={}", "/ws%3Faccess_token%3D{}&x=1", "/ws;token=a/{}"]
+)
+async def test_logging_a_token_misplaced_in_the_path_is_redacted(
+    aiohttp_client, logs, path
+) -> None:
+    client = await aiohttp_client(service_app(make_settings()))
+    assert (await client.get(URL(path.format(TOKEN), encoded=True))).status == 401
+    [line] = requests_logged(logs)
+    assert TOKEN not in json.dumps(logs) and "[redacted]" in line["path"]
 
 
 async def test_logging_probes_are_debug_lines(aiohttp_client, logs) -> None:
