@@ -10,9 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from middleware import MIDDLEWARES, FrameInfo, Middleware, StackContext
+from middleware import MIDDLEWARES, FrameInfo, FrameRejected, Middleware, StackContext
+from middleware.frames import FRAME_CODES
 from service.errors import ConfigError
 from service.keys import frame_hooks_key, metrics_key
+from service.protocol import ErrorCode
 from service.settings import Settings, load_settings
 from tests.middleware.conftest import (
     BEARER,
@@ -160,3 +162,43 @@ async def test_stack_a_new_middleware_is_one_class_and_one_line(
         await receive_until(ws, "system.pong")
     [stamp] = [hook.__self__ for hook in app[frame_hooks_key]]  # type: ignore[attr-defined]
     assert isinstance(stamp, Stamp) and stamp.seen == ["alice:user.ping"]
+
+
+class Refuse(Middleware):
+    """Refuses every user.message with the code it is given."""
+
+    name = "refuse"
+    code = "rate_limited"
+
+    @classmethod
+    def create(cls, ctx: StackContext) -> Self:
+        return cls()
+
+    async def on_frame(self, frame: FrameInfo) -> None:
+        if frame.event == "user.message":
+            raise FrameRejected(self.code, "not now", retry_after_s=1.0)
+
+
+def test_stack_frame_rejections_use_codes_clients_know() -> None:
+    assert {code.value for code in ErrorCode} >= FRAME_CODES
+    with pytest.raises(ValueError, match=r"'blocked'.*rate_limited"):
+        FrameRejected("blocked", "no")
+
+
+@pytest.mark.parametrize(
+    "code, answer", [("rate_limited", "rate_limited"), ("blocked", "internal")]
+)
+async def test_stack_a_frame_middleware_never_breaks_the_socket(
+    aiohttp_client, monkeypatch: pytest.MonkeyPatch, code: str, answer: str
+) -> None:
+    monkeypatch.setitem(MIDDLEWARES, "refuse", Refuse)
+    monkeypatch.setattr(Refuse, "code", code)
+    settings = make_settings(middlewares=["auth", "refuse"])
+    client = await aiohttp_client(service_app(settings))
+    async with client.ws_connect("/ws", headers=BEARER) as ws:
+        await ws.receive_json()
+        session_id = await create_session(ws)
+        await ws.send_json({"event": "user.message", "session_id": session_id, "content": "x"})
+        assert (await receive_until(ws, "agent.error"))[-1]["code"] == answer
+        await ws.send_json({"event": "user.ping"})
+        assert (await receive_until(ws, "system.pong"))[-1]["event"] == "system.pong"
