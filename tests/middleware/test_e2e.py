@@ -80,13 +80,38 @@ async def receive(ws: Any, *events: str) -> dict[str, Any]:
                 return frame
 
 
+MALFORMED = [  # requests aiohttp's parser refuses; each holds the token where a client put it
+    f"GET /ws?token={SECRET} HTTP/9.9\r\nHost: x\r\n\r\n",
+    f"GET /ws?token={SECRET}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    f"GET /ws?token={SECRET} HTTP/1.1 x\r\nHost: x\r\n\r\n",
+    f"GET /ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\x7f\r\n\r\n",
+]
+
+
 async def test_e2e_server_with_a_token_from_the_environment(tmp_path: Path) -> None:
     output = tmp_path / "server.out"
     async with serving(output) as base:
         await client_flow(base)
+        for request in MALFORMED:
+            assert (await raw_request(base, request)).startswith(b"HTTP/1.0 400")
     printed = output.read_text(encoding="utf-8", errors="replace")
     assert '"event": "http_request"' in printed and '"event": "drained"' in printed
     assert SECRET not in printed
+    bad = [json.loads(line) for line in printed.splitlines() if "bad_http_request" in line]
+    assert len(bad) == len(MALFORMED) and all(b["status"] == 400 for b in bad)
+    assert "Traceback" not in printed and '"exception"' not in printed  # hostile input, no bug
+
+
+async def raw_request(base: str, request: str) -> bytes:
+    """Send bytes as they are (no client library fixes them up) and read the status line."""
+    host, port = base.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request.encode("latin-1"))
+        async with asyncio.timeout(5):
+            return await reader.readline()
+    finally:
+        writer.close()
 
 
 async def client_flow(base: str) -> None:
