@@ -42,6 +42,7 @@ log = structlog.get_logger("myagent_ws.connection")
 FrameHook = Callable[[FrameInfo], Awaitable[None]]  # a middleware; raises FrameRejected
 TRY_AGAIN_LATER = 1013
 BATCH_BYTES = 256 * 1024  # at most about this much payload in one socket write
+INVALID_FRAME = "(invalid)"  # the event name frame hooks see for a frame that does not parse
 
 
 class Connection:
@@ -195,10 +196,7 @@ class Connection:
                 if msg.type is WSMsgType.TEXT:
                     await self.on_text(msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    self.error(
-                        InvalidMessage("text frames only: send each event as a JSON text frame"),
-                        None,
-                    )
+                    await self.on_text(None, len(msg.data))
                 if self.closing:
                     break
         finally:
@@ -221,16 +219,26 @@ class Connection:
                 self.registry.discard(session)
         self.sessions.clear()
 
-    async def on_text(self, text: str) -> None:
+    async def run_hooks(self, event: str, size: int) -> None:
+        info = FrameInfo(identity=self.identity, event=event, size=size)
+        for hook in self.frame_hooks:
+            await hook(info)
+
+    async def on_text(self, text: str | None, binary_size: int = 0) -> None:
+        """Handle a text frame; `text` None is a binary frame (refused, after the hooks)."""
         request_id: str | None = None
         session_id: str | None = None
         try:
-            frame = parse_frame(text)
+            try:
+                if text is None:
+                    raise InvalidMessage("text frames only: send each event as a JSON text frame")
+                frame = parse_frame(text)
+            except ServiceError:  # junk spends the frame allowance too: a flood of it is closed
+                await self.run_hooks(INVALID_FRAME, binary_size if text is None else len(text))
+                raise
             request_id, session_id = frame.request_id, getattr(frame, "session_id", None)
             self.metrics.received(frame.event).inc()
-            info = FrameInfo(identity=self.identity, event=frame.event, size=len(text))
-            for hook in self.frame_hooks:
-                await hook(info)
+            await self.run_hooks(frame.event, len(text))
             await self.handlers[type(frame)](frame)
         except FrameRejected as exc:
             self.error(exc, request_id)

@@ -183,6 +183,26 @@ async def test_rate_limit_message_flood_is_refused_then_closed_1008(aiohttp_clie
     assert sample(metrics, "myagent_ws_rate_limited_total", level="frame") == 4
 
 
+@pytest.mark.parametrize("junk", ["{", "[1,2]", '{"event": "user.hack"}', b"\x00\x01"])
+async def test_rate_limit_a_flood_of_junk_frames_is_limited_then_closed_1008(
+    aiohttp_client, junk: str | bytes
+) -> None:
+    settings = make_settings(
+        rate_limit={"frames_per_s": 0.01, "frames_burst": 3, "violations_before_close": 5}
+    )
+    client = await aiohttp_client(service_app(settings))
+    async with client.ws_connect("/ws", headers=BEARER) as ws:
+        await ws.receive_json()
+        for _ in range(20):
+            await (ws.send_bytes(junk) if isinstance(junk, bytes) else ws.send_str(junk))
+        codes = []
+        async with asyncio.timeout(5):
+            while (msg := await ws.receive()).type is WSMsgType.TEXT:
+                codes.append(msg.json()["code"])
+    assert codes[3:] == ["rate_limited"] * 5 and "rate_limited" not in codes[:3]
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
 async def test_rate_limited_client_keeps_its_other_sessions(aiohttp_client) -> None:
     settings = make_settings(rate_limit={"messages_per_s": 0.01, "messages_burst": 1})
     client = await aiohttp_client(service_app(settings))
