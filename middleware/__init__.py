@@ -1,12 +1,17 @@
 """The middleware stack: one ordered list, applied to HTTP requests and to WebSocket frames.
 
 `build_middlewares(settings, metrics)` reads `middlewares:` (outermost first) and builds each
-named layer from MIDDLEWARES; the same objects give the app its aiohttp middlewares and the
+layer: a built-in name from MIDDLEWARES, or a class of the user's as `module:Class` or
+`path/to/file.py:Class`; the same objects give the app its aiohttp middlewares and the
 dispatcher its frame hooks. See docs/middleware.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -58,13 +63,56 @@ class Stack:
             layer.install(app)
 
 
+def resolve(entry: str) -> type[Middleware]:
+    """The class a `middlewares:` entry names; StackConfigError saying why if none."""
+    layer = MIDDLEWARES.get(entry)
+    if layer is not None:
+        return layer
+    target, sep, attr = entry.rpartition(":")
+    if not sep or not target or not attr:
+        known = ", ".join(MIDDLEWARES)
+        raise StackConfigError(
+            f"unknown middleware {entry!r}; known: {known}, or a class of yours as "
+            "`module:Class` or `path/to/file.py:Class`"
+        )
+    try:
+        module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
+    except StackConfigError:
+        raise
+    except Exception as exc:  # the user's module: any error at import is a config error
+        raise StackConfigError(
+            f"middleware {entry!r}: importing {target} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    layer = getattr(module, attr, None)
+    if not (isinstance(layer, type) and issubclass(layer, Middleware)):
+        raise StackConfigError(
+            f"middleware {entry!r}: {target} has no Middleware subclass named {attr!r}"
+        )
+    return layer
+
+
+def _import_file(path: str) -> object:
+    digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    name = f"myagent_ws_middleware_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise StackConfigError(f"middleware file {path} cannot be loaded (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def check_names(names: Sequence[str]) -> None:
-    """StackConfigError for a name not in MIDDLEWARES, or one listed twice."""
-    for name in names:
-        if name not in MIDDLEWARES:
-            known = ", ".join(MIDDLEWARES)
-            raise StackConfigError(f"unknown middleware {name!r}; known: {known}")
-    if len(set(names)) != len(names):
+    """StackConfigError for an entry that names no middleware, or a layer listed twice."""
+    layers = [resolve(name) for name in names]
+    if len(set(layers)) != len(layers):
         raise StackConfigError(f"a middleware is listed twice in {list(names)}")
 
 
@@ -98,7 +146,7 @@ def build_middlewares(
     )
     return Stack(
         context=RequestContext.create(ctx),
-        layers=tuple(MIDDLEWARES[name].create(ctx) for name in names),
+        layers=tuple(resolve(name).create(ctx) for name in names),
         allowed_origins=tuple(settings.cors.allowed_origins),
     )
 
@@ -113,4 +161,5 @@ __all__ = [
     "StackContext",
     "build_middlewares",
     "check_names",
+    "resolve",
 ]

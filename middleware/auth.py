@@ -116,6 +116,11 @@ def protected_mode_problem(
     host: str, enabled: bool, *, has_tokens: bool, in_stack: bool
 ) -> str | None:
     """Why this server must not start (Redis-style protected mode), or None."""
+    if enabled and has_tokens and not in_stack:  # tokens nobody checks: open, wherever it binds
+        return (
+            "auth tokens are configured but `auth` is not in `middlewares:`, so no token would "
+            "be checked. Add `auth` to the list, or set `auth.enabled: false` to run open"
+        )
     if not enabled or is_loopback(host):
         return None
     if not has_tokens:
@@ -124,11 +129,6 @@ def protected_mode_problem(
             "reach this address could run the agent. Set MYAGENT_WS_TOKENS=<token> or auth.tokens "
             "in the config, listen on 127.0.0.1, or turn auth off explicitly with "
             "`auth.enabled: false` (MYAGENT_WS_AUTH__ENABLED=false)"
-        )
-    if not in_stack:
-        return (
-            f"refusing to listen on {host!r}: auth is enabled but `auth` is not in `middlewares:`, "
-            "so no token would be checked. Add it, or set `auth.enabled: false`"
         )
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from myagent.events import (
@@ -36,7 +37,17 @@ RUN_ERROR_CODES = {
 }
 
 
-def publish_run_event(session: Session, event: RunEvent, common: dict[str, Any]) -> str | None:
+@dataclass
+class RunTally:
+    """What a run used, for its run_finished line."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def publish_run_event(
+    session: Session, event: RunEvent, common: dict[str, Any], tally: RunTally
+) -> str | None:
     """Publish the wire frame for an agent event; return the outcome if it ends the run."""
     match event:
         case AnswerDelta(content=content):
@@ -63,6 +74,8 @@ def publish_run_event(session: Session, event: RunEvent, common: dict[str, Any])
                 metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
             )
         case ModelCalled():
+            tally.prompt_tokens += event.prompt_tokens
+            tally.completion_tokens += event.completion_tokens
             session.metrics.llm_request_duration_seconds.labels(event.model).observe(
                 event.duration_s
             )

@@ -20,7 +20,7 @@ from service.protocol import (
     ErrorCode,
     ServerEvent,
 )
-from service.runs import publish_run_event
+from service.runs import RunTally, publish_run_event
 from service.settings import SessionSettings
 from service.store import RedisState
 
@@ -187,10 +187,11 @@ class Session:
         started = time.perf_counter()
         outcome = "error"
         common = {"run_id": run_id, "request_id": request_id}
+        tally = RunTally()
         with structlog.contextvars.bound_contextvars(session_id=self.id, run_id=run_id):
             try:
                 async for event in self.agent.stream_run(text):
-                    outcome = publish_run_event(self, event, common) or outcome
+                    outcome = publish_run_event(self, event, common, tally) or outcome
             except asyncio.CancelledError:
                 outcome = "interrupted"
                 self.publish(AgentInterrupted, **common)
@@ -219,6 +220,8 @@ class Session:
                     outcome=outcome,
                     duration_s=round(duration, 4),
                     steps=self.agent.current_step,
+                    prompt_tokens=tally.prompt_tokens,
+                    completion_tokens=tally.completion_tokens,
                 )
 
 

@@ -37,6 +37,7 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "LOG_FORMAT": ("logging", "format"),
     "REDIS_URL": ("state", "redis_url"),
     "ALLOWED_ORIGINS": ("cors", "allowed_origins"),
+    "MIDDLEWARES": ("middlewares",),
 }
 
 
@@ -157,7 +158,15 @@ class Settings(Section):
     middlewares: list[str] = Field(
         default_factory=lambda: ["auth", "rate_limit", "logging"],
         description="the middleware stack, outermost first (docs/middleware.md)",
-        json_schema_extra={"items": {"enum": list(MIDDLEWARES), "type": "string"}},
+        json_schema_extra={
+            "items": {
+                "anyOf": [
+                    {"enum": list(MIDDLEWARES)},
+                    {"pattern": "^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"},
+                ],
+                "type": "string",
+            }
+        },
     )
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -212,13 +221,14 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         key = name[len(ENV_PREFIX) :]
         path = ENV_ALIASES.get(key) or tuple(part.lower() for part in key.split("__"))
-        if len(path) < 2:
+        if len(path) < 2 and path != ("middlewares",):
             continue
-        value = (
-            raw
-            if path in {("auth", "tokens"), ("cors", "allowed_origins")}
-            else yaml.safe_load(raw)
-        )
+        if path == ("middlewares",):
+            value: Any = [entry.strip() for entry in raw.split(",") if entry.strip()]
+        elif path in {("auth", "tokens"), ("cors", "allowed_origins")}:
+            value = raw
+        else:
+            value = yaml.safe_load(raw)
         _set(tree, path, value)
     return tree
 
@@ -249,7 +259,17 @@ def read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     for agent in data.get("agents") or []:  # relative agent files are relative to the config
         if isinstance(agent, dict) and isinstance(agent.get("file"), str):
             agent["file"] = str((path.parent / agent["file"]).resolve())
+    layers = data.get("middlewares")
+    if isinstance(layers, list):  # so are middleware files (`file.py:Class`)
+        data["middlewares"] = [relative_layer(entry, path.parent) for entry in layers]
     return cast(dict[str, Any], data)
+
+
+def relative_layer(entry: Any, folder: Path) -> Any:
+    if isinstance(entry, str) and ".py:" in entry:
+        file, _, cls = entry.rpartition(":")
+        return f"{(folder / file).resolve()}:{cls}"
+    return entry
 
 
 def describe(exc: ValidationError, source: str) -> str:

@@ -47,10 +47,11 @@ class Clock:
 
 
 def make_settings(**sections: Any) -> Settings:
-    """Settings with two named tokens, unless `auth` is given."""
-    data: dict[str, Any] = {
-        "auth": {"tokens": [{"name": "alice", "token": TOKEN}, {"name": "bob", "token": OTHER}]}
-    }
+    """Settings with two named tokens, unless `auth` is given or the stack has no auth layer."""
+    tokens = [{"name": "alice", "token": TOKEN}, {"name": "bob", "token": OTHER}]
+    if "auth" not in sections.get("middlewares", ["auth"]):
+        tokens = []  # tokens no layer checks are refused at start (protected mode)
+    data: dict[str, Any] = {"auth": {"tokens": tokens}}
     data.update(sections)
     return Settings.model_validate(data)
 

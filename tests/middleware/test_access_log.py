@@ -94,6 +94,9 @@ async def test_logging_run_lines_carry_every_id_and_the_identity(
     assert run["identity"] == upgrade["identity"] == identity
     assert run["request_id"] == upgrade["request_id"] and run["session_id"] == session_id
     assert run["connection_id"] and run["run_id"]
+    assert (run["agent"], run["outcome"]) == ("weather", "finished")
+    assert run["steps"] >= 1 and run["duration_s"] >= 0
+    assert run["prompt_tokens"] > 0 and run["completion_tokens"] > 0  # from the model's usage
 
 
 async def test_logging_frames_in_and_out_are_debug_lines(aiohttp_client, logs) -> None:

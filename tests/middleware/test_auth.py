@@ -192,8 +192,15 @@ def test_protected_mode_is_satisfied_by_tokens_or_explicitly_off() -> None:
     service_app(Settings.model_validate(auth_off))
 
 
-def test_protected_mode_refuses_tokens_that_no_middleware_checks() -> None:
-    settings = make_settings(server={"host": "0.0.0.0"}, middlewares=["rate_limit", "logging"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_protected_mode_refuses_tokens_that_no_middleware_checks(host: str) -> None:
+    settings = Settings.model_validate(
+        {
+            "server": {"host": host},
+            "auth": {"tokens": [TOKEN]},
+            "middlewares": ["rate_limit", "logging"],
+        }
+    )
     with pytest.raises(ConfigError, match="`auth` is not in `middlewares:`"):
         service_app(settings)
 

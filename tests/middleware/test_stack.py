@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Self
 
@@ -146,12 +147,31 @@ class Stamp(Middleware):
         self.seen.append(f"{frame.identity}:{frame.event}")
 
 
-async def test_stack_a_new_middleware_is_one_class_and_one_line(
-    aiohttp_client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(MIDDLEWARES, "stamp", Stamp)
+STAMP_FILE = """
+from aiohttp import web
+from middleware import Middleware
+
+
+class Stamp(Middleware):
+    name = "stamp"
+
+    @classmethod
+    def create(cls, ctx):
+        return cls()
+
+    async def handle(self, request, handler):
+        response = await handler(request)
+        response.headers["X-Stamp"] = "from a file"
+        return response
+"""
+
+
+async def test_stack_a_new_middleware_is_one_class_and_one_line(aiohttp_client) -> None:
     settings = Settings.model_validate(
-        {"auth": {"tokens": [{"name": "alice", "token": TOKEN}]}, "middlewares": ["auth", "stamp"]}
+        {
+            "auth": {"tokens": [{"name": "alice", "token": TOKEN}]},
+            "middlewares": ["auth", "tests.middleware.test_stack:Stamp"],
+        }
     )
     app = service_app(settings)
     client = await aiohttp_client(app)
@@ -162,6 +182,40 @@ async def test_stack_a_new_middleware_is_one_class_and_one_line(
         await receive_until(ws, "system.pong")
     [stamp] = [hook.__self__ for hook in app[frame_hooks_key]]  # type: ignore[attr-defined]
     assert isinstance(stamp, Stamp) and stamp.seen == ["alice:user.ping"]
+
+
+async def test_stack_a_middleware_file_is_found_next_to_the_config(
+    aiohttp_client, tmp_path: Path
+) -> None:
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "stamp.py").write_text(STAMP_FILE, encoding="utf-8")
+    config = tmp_path / "server.yaml"
+    config.write_text("middlewares: [auth, 'extra/stamp.py:Stamp', logging]\n", encoding="utf-8")
+    settings = load_settings(config, env={"MYAGENT_WS_TOKENS": TOKEN})
+    client = await aiohttp_client(service_app(settings))
+    assert (await client.get("/health")).headers["X-Stamp"] == "from a file"
+
+
+def test_stack_middlewares_can_be_set_from_the_environment() -> None:
+    settings = load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": "auth, logging"})
+    assert settings.middlewares == ["auth", "logging"]
+
+
+@pytest.mark.parametrize(
+    "entry, problem",
+    [
+        ("stamp", "unknown middleware 'stamp'; known: auth, rate_limit, logging"),
+        ("no_such_module_here:Stamp", "importing no_such_module_here failed"),
+        ("tests.middleware.test_stack:Nothing", "has no Middleware subclass named 'Nothing'"),
+        ("tests.middleware.test_stack:STAMP_FILE", "has no Middleware subclass"),
+        ("/nowhere/stamp.py:Stamp", "importing /nowhere/stamp.py failed"),
+    ],
+)
+def test_stack_an_entry_that_names_no_middleware_is_refused_at_start(
+    entry: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": f"auth,{entry}"})
 
 
 class Refuse(Middleware):
