@@ -29,6 +29,8 @@ from bench.loadgen import hold_idle, raise_fd_limit, run_load
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+DOC = HERE.parent / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 TOKEN = "benchtoken"
 TOKENS_PER_ANSWER = 50
 SERVERS = ("ceiling", "websockets", "myagent-ws")
@@ -235,6 +237,23 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def update_doc(doc: Path, markdown: str, machine: dict[str, Any]) -> None:
+    """Put the latest table between the markers of docs/performance.md."""
+    if not doc.is_file():
+        return
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    about = (
+        f"Measured {when} on {machine['cpus']} CPUs, Python {machine['python']}, "
+        f"{machine['tokens_per_answer']} tokens per answer:"
+    )
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{BEGIN}\n{about}\n\n{markdown}{END}{tail}", encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny numbers (a smoke run)")
@@ -252,6 +271,8 @@ def main() -> int:
     markdown = table(results)
     (args.out / "latest.md").write_text(markdown, encoding="utf-8")
     chart(results, args.out / "latest.png")
+    if not args.quick and args.out == RESULTS:
+        update_doc(DOC, markdown, results["machine"])
     print(markdown)
     return 0
 

@@ -8,6 +8,7 @@ request has exactly one line, whatever the order of the stack.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable
 from typing import Self
@@ -15,6 +16,7 @@ from typing import Self
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import Counter, Histogram
 
 from middleware.base import Middleware, StackContext, StackMetrics
 from middleware.frames import FrameInfo
@@ -38,7 +40,10 @@ TOKEN_IN_PATH = re.compile(r"(token=)[^&;?#]*", re.IGNORECASE)  # tokens may hol
 
 def logged_path(request: web.Request) -> str:
     """The path as logged: never the query string, and a `token=` value in it redacted."""
-    return TOKEN_IN_PATH.sub(r"\1[redacted]", request.path)[:MAX_PATH]
+    path = request.path
+    if "=" in path:  # most paths have none: skip the regex
+        path = TOKEN_IN_PATH.sub(r"\1[redacted]", path)
+    return path[:MAX_PATH]
 
 
 def route_template(request: web.Request) -> str:
@@ -57,6 +62,22 @@ class AccessLog:
     def __init__(self, metrics: StackMetrics, clock: Callable[[], float]) -> None:
         self.metrics = metrics
         self.clock = clock
+        self.probe_lines = log.is_enabled_for(logging.DEBUG)
+        self._requests: dict[tuple[str, int], Counter] = {}  # children, cached: per request
+        self._durations: dict[str, Histogram] = {}
+
+    def count(self, route: str, status: int, duration: float) -> None:
+        requests = self._requests.get((route, status))
+        if requests is None:
+            requests = self.metrics.http_requests_total.labels(route, str(status))
+            self._requests[route, status] = requests
+        durations = self._durations.get(route)
+        if durations is None:
+            durations = self._durations[route] = self.metrics.http_request_duration_seconds.labels(
+                route
+            )
+        requests.inc()
+        durations.observe(duration)
 
     def record(self, request: web.Request, status: int, *, reason: str | None = None) -> None:
         if request.get(logged_key):
@@ -65,8 +86,10 @@ class AccessLog:
         route = route_template(request)
         started = request.get(started_key)
         duration = max(0.0, self.clock() - started) if started is not None else 0.0
-        self.metrics.http_requests_total.labels(route, str(status)).inc()
-        self.metrics.http_request_duration_seconds.labels(route).observe(duration)
+        self.count(route, status, duration)
+        probe = route in PROBES and status < 400
+        if probe and not self.probe_lines:  # a debug line nobody reads: no need to build it
+            return
         fields: dict[str, object] = {
             "method": request.method,
             "route": route,
@@ -81,7 +104,7 @@ class AccessLog:
             fields["reason"] = reason
         if status >= 500 and status != 503:
             log.error("http_request", **fields)
-        elif route in PROBES and status < 400:
+        elif probe:
             log.debug("http_request", **fields)
         else:
             log.info("http_request", **fields)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Self
@@ -39,6 +39,12 @@ def parse_ip(text: str | None) -> IPAddress | None:
     return ip
 
 
+@functools.lru_cache(maxsize=4096)
+def peer_text(peer: str) -> str:
+    """The peer's address as logged and limited: `::ffff:1.2.3.4` is `1.2.3.4`."""
+    return str(parse_ip(peer) or peer)
+
+
 def check_proxies(entries: Iterable[str]) -> None:
     """ValueError naming the first entry of server.trusted_proxies that is no IP or CIDR."""
     for entry in entries:
@@ -64,7 +70,7 @@ class ClientResolver:
         """The rightmost X-Forwarded-For hop that is not one of our proxies, else the peer."""
         peer = request.remote or "unknown"
         if not self.peer_is_trusted(request):
-            return str(parse_ip(peer) or peer)
+            return peer_text(peer)
         forwarded = request.headers.getall("X-Forwarded-For", ())
         hops = [hop for value in forwarded for hop in value.split(",")]
         client: IPAddress | None = None
@@ -108,7 +114,7 @@ class RequestContext(Middleware):
         given = request.headers.get("X-Request-ID", "")
         if given and REQUEST_ID.fullmatch(given) and self.clients.peer_is_trusted(request):
             return given
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()  # as uuid4().hex looks, at a third of the cost
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request[started_key] = self.clock()
