@@ -69,6 +69,42 @@ async def test_console_asks_the_weather_agent(browser: Browser, tmp_path: Path) 
         assert not errors
 
 
+MARKDOWN = """# Title
+line one
+line two <img src=x onerror=alert(1)> <script>alert(2)</script>
+- a *b*
+- [ok](https://example.com/) [bad](javascript:alert(3))
+1. one
+2. two
+```
+<b>code</b>
+```"""
+
+
+async def test_console_markdown_is_rendered_as_text_and_safe_elements(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with service_process(WEATHER, tmp_path) as port:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        html = await page.evaluate(
+            """async (text) => {
+                const { renderMarkdown } = await import("/static/markdown.js");
+                const div = document.createElement("div");
+                div.append(renderMarkdown(text));
+                return div.innerHTML;
+            }""",
+            MARKDOWN,
+        )
+    assert html == (
+        "<h1>Title</h1><p>line one\nline two &lt;img src=x onerror=alert(1)&gt; "
+        "&lt;script&gt;alert(2)&lt;/script&gt;</p>"
+        '<ul><li>a <em>b</em></li><li><a href="https://example.com/" rel="noopener noreferrer" '
+        'target="_blank">ok</a> [bad](javascript:alert(3))</li></ul>'
+        "<ol><li>one</li><li>two</li></ol><pre><code>&lt;b&gt;code&lt;/b&gt;</code></pre>"
+    )
+
+
 async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: Path) -> None:
     async with service_process(SLOW, tmp_path, SLOW_TOOL_S="30") as port:
         page = await browser.new_page()
