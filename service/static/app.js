@@ -4,6 +4,13 @@ import { renderMarkdown } from "/static/markdown.js";
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
 const LOG_LIMIT = 2000;
+const KEEP_MESSAGES = 200;  // the user's own messages kept for a reload (the server does not echo them)
+const TERMINAL = new Set(["agent.final_answer", "agent.interrupted", "agent.error"]);
+const CLOSED = {  // close codes of docs/protocol.md, as sentences
+  1001: "the server went away", 1006: "the connection dropped",
+  1008: "the server closed it: too many refused frames", 1009: "a message was too large for the server",
+  1011: "the server hit an internal error", 1013: "the server is over capacity, or this page read too slowly",
+};
 
 const state = {
   ws: null,
@@ -13,8 +20,14 @@ const state = {
   lastSeq: Number(store.getItem("myagent.last_seq") || 0),
   runs: new Map(),         // run_id -> {box, answer, text, tools: Map(step_id -> card)}
   running: false,
+  activeRun: null,         // the run_id of the run going on, as the frames tell
+  pendingCreate: false,    // a user.create_session is on its way
+  resuming: false,
+  shown: new Set(),        // request_ids whose user message is on the page
   log: [],
   timer: null,
+  problem: "",             // the last connection problem noted: a retry loop says it once
+  retryAfterMs: 0,
   seqs: [],                // the session seqs shown, in order (tests check for gaps)
   rebuilt: !store.getItem("myagent.session_id"),  // after a reload: replay the held session once
   resumeFrom: 0,
@@ -39,12 +52,34 @@ function remember(sessionId, lastSeq) {
   store.setItem("myagent.last_seq", String(lastSeq));
 }
 
-function bubble(kind, text) {
+function keptMessages() {
+  try {
+    const kept = JSON.parse(store.getItem("myagent.messages") || "{}");
+    return kept.session_id === state.sessionId ? kept.items : {};
+  } catch { return {}; }
+}
+
+function keepMessage(requestId, text) {
+  const items = keptMessages();
+  items[requestId] = text;
+  const ids = Object.keys(items);
+  if (ids.length > KEEP_MESSAGES) delete items[ids[0]];
+  try { store.setItem("myagent.messages", JSON.stringify({ session_id: state.sessionId, items })); }
+  catch { /* storage full: a reload will not show this message */ }
+}
+
+function inView(change, always = false) {  // follow the newest line, unless the user scrolled up
+  const chat = $("chat");
+  const stick = always || chat.scrollHeight - chat.scrollTop - chat.clientHeight < 80;
+  change();
+  if (stick) chat.scrollTop = chat.scrollHeight;
+}
+
+function bubble(kind, text, parent = $("chat")) {
   const div = document.createElement("div");
   div.className = `bubble ${kind}`;
   if (text !== undefined) div.textContent = text;
-  $("chat").append(div);
-  div.scrollIntoView({ block: "end" });
+  inView(() => parent.append(div), kind === "user");
   return div;
 }
 
@@ -53,16 +88,43 @@ function note(text) { bubble("note", text); }
 function send(frame) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) {
     state.ws.send(JSON.stringify(frame));
+    logFrame(">", frame);
     return true;
   }
   note("not connected: the message was not sent");
   return false;
 }
 
+function logLine(entry) { return `${entry.direction} ${JSON.stringify(entry.frame)}`; }
+
 function logFrame(direction, frame) {
-  state.log.push({ direction, ...frame });
+  const entry = { direction, frame };
+  state.log.push(entry);
   if (state.log.length > LOG_LIMIT) state.log.shift();
-  if ($("log-pane").open) $("log").textContent += `${direction} ${JSON.stringify(frame)}\n`;
+  if ($("log-pane").open) $("log").textContent += `${logLine(entry)}\n`;
+}
+
+function problem(label, kind, sentence) {  // the pill always; the sentence once per outage
+  setConn(label, kind);
+  if (sentence !== state.problem) { state.problem = sentence; note(sentence); }
+}
+
+async function whyRefused(url) {  // a WebSocket that never opened does not say why: ask over HTTP
+  let reply;
+  try {
+    reply = await fetch(url.href.replace(/^ws/, "http"), { cache: "no-store" });
+  } catch {
+    return ["unreachable", "the server cannot be reached"];
+  }
+  if (reply.status === 401) {
+    return ["refused", store.getItem("myagent.token")
+      ? "connection refused: the server did not accept this token; check it and press Connect"
+      : "connection refused: this server needs a token; enter it above and press Connect"];
+  }
+  if (reply.status === 400) return ["disconnected", "the connection failed; reconnecting"];
+  const body = await reply.json().catch(() => ({}));
+  const why = body.error ?? (reply.status === 503 ? "the server is shutting down or full" : reply.statusText);
+  return ["refused", `connection refused (HTTP ${reply.status}): ${why}`];
 }
 
 function connect() {
@@ -75,43 +137,70 @@ function connect() {
   const ws = new WebSocket(url);
   state.ws = ws;
   state.opened = false;
-  ws.onopen = () => { state.opened = true; state.attempt = 0; setConn("connected", "connected"); };
+  ws.onopen = () => {
+    state.opened = true; state.attempt = 0; state.problem = "";
+    setConn("connected", "connected");
+  };
   ws.onmessage = (event) => handle(JSON.parse(event.data));
-  ws.onclose = (event) => {
+  ws.onclose = async (event) => {
     if (state.ws !== ws) return;
-    if (!state.opened) {
-      setConn("refused", "error");
-      note("connection refused — check the token (the server may require one)");
-    } else {
-      setConn(`disconnected (${event.code})`, "error");
-    }
-    const delay = Math.min(30000, 500 * 2 ** state.attempt) * (0.75 + Math.random() / 2);
+    const backoff = Math.min(30000, 500 * 2 ** state.attempt) * (0.75 + Math.random() / 2);
+    const delay = Math.max(backoff, state.retryAfterMs);
+    state.retryAfterMs = 0;
     state.attempt += 1;
     state.timer = setTimeout(connect, delay);
+    if (!state.activeRun && state.running) setRun("idle");  // a message that never became a run
+    const retry = ` · retrying in ${Math.max(1, Math.round(delay / 1000))} s`;
+    if (state.opened) {
+      const why = CLOSED[event.code] ?? "the connection closed";
+      problem(`disconnected${retry}`, "error", `disconnected (${event.code}): ${why}; reconnecting`);
+      return;
+    }
+    const [label, sentence] = await whyRefused(url);
+    if (state.ws === ws) problem(`${label}${retry}`, "error", sentence);
+    if (label === "refused" && state.attempt === 1) $("token").focus();
   };
 }
 
-function startSession() {
+function startSession({ closeOld = false } = {}) {
+  if (closeOld && state.sessionId) {  // the old session's run stops; its late frames are ignored
+    send({ event: "user.close_session", session_id: state.sessionId, request_id: "close" });
+  }
   state.runs.clear();
   state.seqs = [];
+  state.shown.clear();
+  state.activeRun = null;
   remember(null, 0);
+  state.pendingCreate = true;
   send({ event: "user.create_session", agent: $("agent").value || undefined });
 }
 
 function resume(fromSeq) {
   state.resumeFrom = fromSeq;
+  state.resuming = true;
   send({ event: "user.resume_session", session_id: state.sessionId, last_seq: fromSeq });
 }
 
 function runOf(frame) {
   if (!frame.run_id) return null;
+  if (!TERMINAL.has(frame.event)) state.activeRun = frame.run_id;
   let run = state.runs.get(frame.run_id);
   if (!run) {
+    const asked = frame.request_id && keptMessages()[frame.request_id];
+    if (asked !== undefined && !state.shown.has(frame.request_id)) {  // a replay after a reload
+      state.shown.add(frame.request_id);
+      bubble("user", asked);
+    }
     const box = bubble("run");
     run = { box, answer: null, text: "", tools: new Map() };
     state.runs.set(frame.run_id, run);
   }
   return run;
+}
+
+function ended(frame, kind) {
+  if (state.activeRun === frame.run_id) state.activeRun = null;
+  setRun(kind);
 }
 
 function toolCard(run, frame) {
@@ -131,12 +220,15 @@ function toolCard(run, frame) {
   const result = document.createElement("div");
   result.className = "tool-result";
   card.append(head, args, result);
-  run.box.append(card);
+  inView(() => run.box.append(card));
   run.tools.set(frame.step_id, { card, status, result });
 }
 
 function handle(frame) {
   logFrame("<", frame);
+  const created = frame.event === "agent.session_created" && state.pendingCreate;
+  if (frame.session_id && frame.session_id !== state.sessionId && !created) return;  // an old session
+  if (frame.request_id === "close") return;  // the answer to closing an old session
   if (frame.seq !== undefined && frame.session_id === state.sessionId) {
     if (frame.seq <= state.lastSeq) return;  // already shown (a replay overlapping what we saw)
     remember(state.sessionId, frame.seq);
@@ -158,12 +250,14 @@ function handle(frame) {
       break;
     }
     case "agent.session_created":
+      state.pendingCreate = false;
       remember(frame.session_id, frame.seq);
       state.seqs = [frame.seq];
       note(`new session with ${frame.agent}`);
       setRun("idle");
       break;
     case "agent.session_resumed":
+      state.resuming = false;
       note(`session resumed (${frame.replayed} missed events replayed)`);
       break;
     case "agent.thinking":
@@ -172,13 +266,14 @@ function handle(frame) {
       break;
     case "agent.tool_call":
       setRun("running");
+      $("thinking").textContent = `running ${frame.metadata.tool}…`;
       toolCard(run, frame);
       break;
     case "agent.tool_result": {
       const tool = run.tools.get(frame.step_id);
       if (!tool) break;
       const ok = frame.metadata.status === "success";
-      const took = frame.metadata.duration_s !== undefined
+      const took = typeof frame.metadata.duration_s === "number"
         ? ` in ${(frame.metadata.duration_s * 1000).toFixed(0)} ms` : "";
       tool.card.dataset.status = ok ? "success" : "failed";
       tool.status.textContent = (ok ? "done" : "failed") + took;
@@ -187,23 +282,27 @@ function handle(frame) {
     }
     case "agent.partial_answer":
       setRun("running");
-      if (!run.answer) { run.answer = document.createElement("div"); run.answer.className = "answer streaming"; run.box.append(run.answer); }
+      $("thinking").textContent = "answering…";
       run.text += frame.content;
-      run.answer.textContent = run.text;
-      run.answer.scrollIntoView({ block: "end" });
+      inView(() => {
+        if (!run.answer) { run.answer = document.createElement("div"); run.answer.className = "answer streaming"; run.box.append(run.answer); }
+        run.answer.textContent = run.text;
+      });
       break;
     case "agent.final_answer":
-      if (!run.answer) { run.answer = document.createElement("div"); run.box.append(run.answer); }
-      run.answer.className = "answer";
-      run.answer.replaceChildren(renderMarkdown(frame.content));
-      setRun("idle");
+      inView(() => {
+        if (!run.answer) { run.answer = document.createElement("div"); run.box.append(run.answer); }
+        run.answer.className = "answer";
+        run.answer.replaceChildren(renderMarkdown(frame.content));
+      });
+      ended(frame, "idle");
       break;
     case "agent.interrupted":
       for (const tool of run?.tools.values() ?? []) {
         if (tool.card.dataset.status === "running") { tool.card.dataset.status = "failed"; tool.status.textContent = "cancelled"; }
       }
-      if (run) { const end = document.createElement("div"); end.className = "interrupted"; end.textContent = "⏹ interrupted"; run.box.append(end); }
-      setRun("interrupted");
+      if (run) { const end = document.createElement("div"); end.className = "interrupted"; end.textContent = "⏹ interrupted"; inView(() => run.box.append(end)); }
+      ended(frame, "interrupted");
       break;
     case "agent.error":
       if (frame.code === "replay_unavailable" && frame.oldest_seq > state.resumeFrom + 1
@@ -213,15 +312,19 @@ function handle(frame) {
         resume(state.lastSeq);
         break;
       }
-      if (["replay_unavailable", "session_not_found"].includes(frame.code) && !frame.run_id) {
+      if (state.resuming && ["replay_unavailable", "session_not_found"].includes(frame.code) && !frame.run_id) {
+        state.resuming = false;
         note(`could not resume the session (${frame.code}): starting a new one`);
         startSession();
         break;
       }
-      bubble("error", `${frame.error} [${frame.code}]`);
-      if (frame.run_id) setRun("error");
+      state.pendingCreate = false;
+      bubble("error", `${frame.error} [${frame.code}]`, run?.box);
+      if (frame.run_id) ended(frame, "error");
+      else if (state.running && !state.activeRun) setRun("idle");  // the message never became a run
       break;
     case "system.shutdown":
+      state.retryAfterMs = frame.retry_after_s * 1000;
       note(`the server is restarting; reconnecting in about ${frame.retry_after_s} s`);
       break;
     default:
@@ -232,11 +335,13 @@ function handle(frame) {
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("input").value.trim();
-  if (!text || !state.sessionId) return;
+  if (!text) return;
+  if (!state.sessionId) { note("no session yet: wait until the console is connected"); return; }
   const frame = { event: "user.message", session_id: state.sessionId, content: text,
-                  request_id: crypto.randomUUID?.() ?? String(Date.now()) };
+                  request_id: crypto.randomUUID?.() ?? `${Date.now()}-${Math.random()}` };
   if (send(frame)) {
-    logFrame(">", frame);
+    state.shown.add(frame.request_id);
+    keepMessage(frame.request_id, text);
     bubble("user", text);
     $("input").value = "";
     setRun("running");
@@ -244,6 +349,7 @@ $("composer").addEventListener("submit", (event) => {
 });
 
 $("input").addEventListener("keydown", (event) => {
+  if (event.isComposing || event.keyCode === 229) return;  // Enter confirms an IME composition
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
 });
 
@@ -253,11 +359,11 @@ function stop() {
 $("stop").addEventListener("click", stop);
 document.addEventListener("keydown", (event) => { if (event.key === "Escape") stop(); });
 
-$("new-session").addEventListener("click", () => { $("chat").replaceChildren(); startSession(); });
+$("new-session").addEventListener("click", () => { $("chat").replaceChildren(); startSession({ closeOld: true }); });
 $("agent").addEventListener("change", () => {
   store.setItem("myagent.agent", $("agent").value);
   $("chat").replaceChildren();
-  startSession();
+  startSession({ closeOld: true });
 });
 
 $("token").value = store.getItem("myagent.token") || "";
@@ -265,6 +371,7 @@ $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();
   store.setItem("myagent.token", $("token").value);
   state.attempt = 0;
+  state.problem = "";
   const old = state.ws;
   state.ws = null;
   old?.close();
@@ -272,10 +379,10 @@ $("token-form").addEventListener("submit", (event) => {
 });
 
 $("log-pane").addEventListener("toggle", () => {
-  if ($("log-pane").open) $("log").textContent = state.log.map((f) => `${f.direction} ${JSON.stringify(f)}`).join("\n") + "\n";
+  if ($("log-pane").open) $("log").textContent = state.log.map((entry) => `${logLine(entry)}\n`).join("");
 });
 $("copy-log").addEventListener("click", async () => {
-  const text = JSON.stringify(state.log, null, 2);
+  const text = JSON.stringify(state.log.map(({ direction, frame }) => ({ direction, ...frame })), null, 2);
   try { await navigator.clipboard.writeText(text); note("event log copied"); }
   catch { $("log").textContent = text; note("select the log text to copy it"); }
 });

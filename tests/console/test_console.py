@@ -65,9 +65,15 @@ async def test_console_asks_the_weather_agent(browser: Browser, tmp_path: Path) 
         assert await page.locator(".answer img, .answer a").count() == 0  # text, never HTML
         seqs = await shown_seqs(page)
         assert seqs == list(range(1, len(seqs) + 1))
+        assert await page.evaluate(PARTIALS) > 1  # the answer streamed in deltas first
         await page.screenshot(path=SHOTS / "answer.png", full_page=True)
+        await page.fill("#input", "北京")  # Enter that confirms an IME composition must not send
+        await page.dispatch_event("#input", "keydown", {"key": "Enter", "isComposing": True})
+        assert await page.locator(".bubble.user").count() == 2
         assert not errors
 
+
+PARTIALS = "window.__console.log.filter((e) => e.frame.event === 'agent.partial_answer').length"
 
 MARKDOWN = """# Title
 line one
@@ -105,6 +111,46 @@ async def test_console_markdown_is_rendered_as_text_and_safe_elements(
     )
 
 
+async def test_console_keeps_the_run_state_and_composer_in_view_on_a_phone(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with service_process(WEATHER, tmp_path) as port:
+        page = await browser.new_page(viewport={"width": 390, "height": 844})
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await expect(page.get_by_text("new session with weather-assistant")).to_be_visible()
+        for asked in range(1, 6):  # more than a screen of chat
+            await ask(page, "查询北京天气")
+            await expect(page.locator(".answer:not(.streaming)")).to_have_count(asked)
+        await page.screenshot(path=SHOTS / "phone.png")
+        assert await page.evaluate("document.documentElement.scrollHeight") == 844  # no page scroll
+        assert await page.evaluate("document.documentElement.scrollWidth") == 390
+        for selector in ("#conn", "#run-state", "#input", "#send", "#stop"):
+            box = await page.locator(selector).bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844, selector
+        last = await page.locator(".answer").last.bounding_box()
+        composer = await page.locator("#status").bounding_box()
+        assert last is not None and composer is not None
+        assert last["y"] + last["height"] <= composer["y"]  # the newest answer scrolled into view
+
+
+async def test_console_refused_message_leaves_the_run_idle(
+    browser: Browser, tmp_path: Path
+) -> None:
+    limits = {
+        "MYAGENT_WS_RATE_LIMIT__MESSAGES_PER_S": "0.01",
+        "MYAGENT_WS_RATE_LIMIT__MESSAGES_BURST": "1",
+    }
+    async with service_process(WEATHER, tmp_path, **limits) as port:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await ask(page, "查询北京天气")
+        await expect(page.locator(".answer:not(.streaming)")).to_have_count(1)
+        await ask(page, "查询上海天气")
+        await expect(page.locator(".bubble.error")).to_contain_text("[rate_limited]")
+        await expect(page.locator("#run-state")).to_have_text("idle")
+        await expect(page.locator("#stop")).to_be_disabled()
+
+
 async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: Path) -> None:
     async with service_process(SLOW, tmp_path, SLOW_TOOL_S="30") as port:
         page = await browser.new_page()
@@ -119,6 +165,25 @@ async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: P
         await expect(page.locator(".tool-status")).to_have_text("cancelled")
         await expect(page.locator(".interrupted")).to_be_visible()
         await page.screenshot(path=SHOTS / "interrupted.png", full_page=True)
+        await ask(page, "slow report on rain")
+        await expect(page.locator(".tool").last).to_have_attribute("data-status", "running")
+        old = await page.evaluate("window.__console.sessionId")
+        await page.click("#new-session")  # closes the old session: its run is cancelled
+        await page.wait_for_function(
+            "(old) => window.__console.log.some((e) => e.frame.event === 'agent.session_closed'"
+            " && e.frame.session_id === old)",
+            arg=old,
+        )
+        await expect(page.get_by_text("new session with slow")).to_be_visible()
+        await expect(page.locator("#run-state")).to_have_text("idle")
+        assert await page.locator(".tool, .interrupted").count() == 0  # nothing of the old run
+        for _ in range(17):  # more than sessions.max_per_connection: each closes the one before
+            before = await page.evaluate("window.__console.sessionId")
+            await page.click("#new-session")
+            await page.wait_for_function(
+                "(before) => ![null, before].includes(window.__console.sessionId)", arg=before
+            )
+        await expect(page.locator(".bubble.error")).to_have_count(0)
 
 
 async def proxy(listen_port: int, target_port: int, cut: asyncio.Event) -> None:
@@ -176,6 +241,7 @@ async def test_console_resumes_after_the_socket_drops_without_losing_an_event(
             await expect(page.locator(".answer:not(.streaming)")).to_contain_text("report on")
             await expect(page.locator(".tool")).to_have_count(1)
             assert await shown_seqs(page) == seqs  # the whole held session, each event once
+            await expect(page.locator(".bubble.user")).to_have_text(["slow report on 天气"])
         finally:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,5 +261,10 @@ async def test_console_needs_the_token_when_the_server_has_one(
         await expect(page.locator("#conn")).to_have_text("connected")
         await ask(page, "查询上海天气")
         await expect(page.locator(".answer:not(.streaming)")).to_contain_text("上海的天气")
+        assert "token=s3cret" in await page.evaluate("window.__console.ws.url")
+        assert await page.evaluate("sessionStorage.getItem('myagent.token')") == "s3cret"
         await page.screenshot(path=SHOTS / "with-token.png", full_page=True)
     assert os.environ.get("MYAGENT_WS_TOKENS") is None  # the token stayed in the child
+    await expect(page.get_by_text("the server cannot be reached")).to_be_visible(timeout=20000)
+    await expect(page.locator("#conn")).to_contain_text("unreachable")
+    assert await page.get_by_text("connection refused").count() == 1  # said once, not per retry
