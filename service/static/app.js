@@ -267,6 +267,11 @@ function handle(frame) {
     case "agent.tool_call":
       setRun("running");
       $("thinking").textContent = `running ${frame.metadata.tool}…`;
+      if (run.answer) {  // the model spoke before calling a tool: keep it, answer below the card
+        run.answer.className = "interim";
+        run.answer = null;
+        run.text = "";
+      }
       toolCard(run, frame);
       break;
     case "agent.tool_result": {

@@ -16,6 +16,7 @@ from tests.support.system import require, service_process
 ROOT = Path(__file__).resolve().parents[2]
 WEATHER = ROOT / "examples" / "weather_agent.py"
 SLOW = ROOT / "tests" / "deploy" / "slow_agent.py"  # its tool sleeps SLOW_TOOL_S seconds
+PREAMBLE = Path(__file__).parent / "preamble_agent.py"  # its model speaks before the tool call
 SHOTS = ROOT / "test-artifacts" / "console"
 CHROMIUM_ARGS = [  # no sandbox as root; nothing that phones home on a closed network
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -109,6 +110,26 @@ async def test_console_markdown_is_rendered_as_text_and_safe_elements(
         'target="_blank">ok</a> [bad](javascript:alert(3))</li></ul>'
         "<ol><li>one</li><li>two</li></ol><pre><code>&lt;b&gt;code&lt;/b&gt;</code></pre>"
     )
+
+
+async def test_console_shows_the_answer_below_the_tool_card_it_used(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with service_process(PREAMBLE, tmp_path) as port:
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await ask(page, "weather in Beijing?")
+        await expect(page.locator(".answer:not(.streaming)")).to_have_text(
+            "It is sunny in Beijing."
+        )
+        parts = page.locator(".run > *")
+        await expect(parts).to_have_count(3)
+        assert await parts.evaluate_all("(els) => els.map((e) => e.className)") == [
+            "interim",
+            "tool",
+            "answer",
+        ]
+        await expect(parts.first).to_have_text("Let me look that up.")  # what it said is kept
 
 
 async def test_console_keeps_the_run_state_and_composer_in_view_on_a_phone(
