@@ -15,6 +15,7 @@ from myagent.tool.base_tool import BaseTool
 from myagent.tool.collection import ToolCollection, as_collection
 
 log = structlog.get_logger("myagent")
+OFFLINE_TOKEN_DELAY_S = 0.02  # the embedded default streams at a model's pace, visibly
 
 
 def default_llm() -> ChatModel:
@@ -26,7 +27,7 @@ def default_llm() -> ChatModel:
         reason="OPENAI_API_KEY is not set; answers come from the deterministic offline "
         "model. Set OPENAI_API_KEY (and OPENAI_BASE_URL, OPENAI_MODEL) for a real one",
     )
-    return OfflineLLM()
+    return OfflineLLM(token_delay_s=OFFLINE_TOKEN_DELAY_S)
 
 
 def create_react_agent(

@@ -209,7 +209,7 @@ function toolCard(run, frame) {
   card.dataset.status = "running";
   const head = document.createElement("div");
   head.className = "tool-head";
-  head.textContent = `🔧 ${frame.metadata.tool}`;
+  head.textContent = frame.metadata.tool;
   const status = document.createElement("span");
   status.className = "tool-status";
   status.textContent = "running…";
