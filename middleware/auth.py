@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Self
 
-import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
@@ -26,6 +25,7 @@ from middleware.base import (
     StackContext,
     StackMetrics,
     TokenLike,
+    bound_context,
     error_response,
     is_upgrade,
 )
@@ -223,7 +223,7 @@ class AuthMiddleware(Middleware):
             )
             return self.refuse(request, response, f"{reason}_token")
         request[identity_key] = token.name
-        with structlog.contextvars.bound_contextvars(identity=token.name):
+        with bound_context(identity=token.name):
             return await handler(request)
 
     def throttled(self, request: web.Request, wait: float) -> web.Response:

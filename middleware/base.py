@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
+import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp.typedefs import Middleware as AiohttpMiddleware
@@ -182,3 +184,23 @@ def error_response(
         body["retry_after_s"] = round_up(retry_after_s)
         out[hdrs.RETRY_AFTER] = retry_after_header(retry_after_s)
     return web.json_response(body, status=status, headers=out)
+
+
+class bound_context:
+    """Bind log context for a block, then put back what was there.
+
+    structlog's `bound_contextvars` copies the whole context to save it; this keeps only the
+    tokens of what it set, which matters on every request.
+    """
+
+    __slots__ = ("fields", "tokens")
+
+    def __init__(self, **fields: object) -> None:
+        self.fields = fields
+        self.tokens: Mapping[str, contextvars.Token[Any]] = {}
+
+    def __enter__(self) -> None:
+        self.tokens = structlog.contextvars.bind_contextvars(**self.fields)
+
+    def __exit__(self, *exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self.tokens)

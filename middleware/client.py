@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Self
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from middleware.base import Middleware, StackContext
+from middleware.base import Middleware, StackContext, bound_context
 from middleware.keys import ANONYMOUS, client_ip_key, request_id_key, started_key
 
 IPAddress = IPv4Address | IPv6Address
@@ -121,7 +120,7 @@ class RequestContext(Middleware):
         request[client_ip_key] = self.clients.address(request)
         request[request_id_key] = request_id = self.request_id(request)
         # identity: anonymous until the auth layer (if any) binds the token's name over it
-        with structlog.contextvars.bound_contextvars(request_id=request_id, identity=ANONYMOUS):
+        with bound_context(request_id=request_id, identity=ANONYMOUS):
             try:
                 response = await handler(request)
             except web.HTTPException as exc:

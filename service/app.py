@@ -18,6 +18,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
+from middleware.base import bound_context
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -150,7 +151,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     app[connections_key].add(connection)
     metrics.connections_total.inc()
     metrics.active_connections.inc()
-    with structlog.contextvars.bound_contextvars(connection_id=connection.id):
+    with bound_context(connection_id=connection.id):
         log.info("ws_connected")
         try:
             connection.send(

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from middleware.base import bound_context
 from myagent.agent.base import BaseAgent
 from service.errors import NoActiveRun, ReplayUnavailable, SessionBusy, SessionNotFound
 from service.metrics import Metrics
@@ -188,7 +189,7 @@ class Session:
         outcome = "error"
         common = {"run_id": run_id, "request_id": request_id}
         tally = RunTally()
-        with structlog.contextvars.bound_contextvars(session_id=self.id, run_id=run_id):
+        with bound_context(session_id=self.id, run_id=run_id):
             try:
                 async for event in self.agent.stream_run(text):
                     outcome = publish_run_event(self, event, common, tally) or outcome
