@@ -8,6 +8,7 @@ dispatcher its frame hooks. See docs/middleware.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.typedefs import Middleware as AiohttpMiddleware
 
 from middleware.access_log import AccessLog, LoggingMiddleware
@@ -27,9 +29,11 @@ from middleware.base import (
     StackContext,
     StackMetrics,
     StackSettings,
+    is_upgrade,
 )
 from middleware.client import ClientResolver, RequestContext
 from middleware.frames import FrameInfo, FrameRejected
+from middleware.keys import started_key
 from middleware.origin import setup_cors
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.store import LimitStore, MemoryStore
@@ -40,6 +44,9 @@ MIDDLEWARES: dict[str, type[Middleware]] = {
 FrameHook = Callable[[FrameInfo], Awaitable[None]]
 
 
+PROBES = frozenset({"/health"})  # public and never limited: answered in front of the layers
+
+
 @dataclass(frozen=True)
 class Stack:
     """The built stack: RequestContext first, then the configured layers in order."""
@@ -47,10 +54,35 @@ class Stack:
     context: RequestContext
     layers: tuple[Middleware, ...]
     allowed_origins: tuple[str, ...]
+    access: AccessLog
+    clock: Callable[[], float]
 
     @property
     def http(self) -> list[AiohttpMiddleware]:
-        return [self.context.http(), *(layer.http() for layer in self.layers)]
+        """The stack as one aiohttp middleware; the first layer is the outermost.
+
+        A health probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token,
+        limit or request id: it skips the layers, and is only counted and logged at debug.
+        """
+        chain = (self.context, *self.layers)
+        access, clock = self.access, self.clock
+
+        @web.middleware
+        async def stack(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path in PROBES and not is_upgrade(request):
+                request[started_key] = clock()
+                try:
+                    response = await handler(request)
+                except web.HTTPException as exc:
+                    access.record(request, exc.status)
+                    raise
+                access.record(request, response.status)
+                return response
+            for layer in reversed(chain):
+                handler = functools.partial(layer.handle, handler=handler)
+            return await handler(request)
+
+        return [stack]
 
     @property
     def frame_hooks(self) -> list[FrameHook]:
@@ -148,6 +180,8 @@ def build_middlewares(
         context=RequestContext.create(ctx),
         layers=tuple(resolve(name).create(ctx) for name in names),
         allowed_origins=tuple(settings.cors.allowed_origins),
+        access=ctx.access,
+        clock=clock,
     )
 
 

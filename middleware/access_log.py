@@ -98,8 +98,9 @@ class AccessLog:
             "duration_s": round(duration, 6),
             "client_ip": request.get(client_ip_key) or request.remote,
             "identity": request.get(identity_key, ANONYMOUS),
-            "request_id": request.get(request_id_key),
         }
+        if (request_id := request.get(request_id_key)) is not None:  # probes have none
+            fields["request_id"] = request_id
         if reason is not None:
             fields["reason"] = reason
         if status >= 500 and status != 503:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
-from aiohttp.typedefs import Middleware as AiohttpMiddleware
 from prometheus_client import Counter, Histogram
 
 from middleware.frames import FrameInfo
@@ -143,17 +142,6 @@ class Middleware:
 
     def sees_frames(self) -> bool:
         return type(self).on_frame is not Middleware.on_frame
-
-    def http(self) -> AiohttpMiddleware:
-        """This layer as an aiohttp middleware."""
-        handle = self.handle
-
-        @web.middleware
-        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await handle(request, handler)
-
-        middleware.__qualname__ = f"{type(self).__name__}.http"
-        return middleware
 
 
 def is_upgrade(request: web.Request) -> bool:

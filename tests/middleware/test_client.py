@@ -62,9 +62,9 @@ def test_client_trusted_proxies_are_validated() -> None:
 async def test_client_address_reaches_the_handler(aiohttp_client) -> None:
     trusted = make_settings(server={"trusted_proxies": ["127.0.0.1"]}, middlewares=["auth"])
     client = await aiohttp_client(stack_app(trusted)[0])
-    resp = await client.get("/health", headers={"X-Forwarded-For": "198.51.100.7"})
+    resp = await client.get("/static/app.js", headers={"X-Forwarded-For": "198.51.100.7"})
     assert (await resp.json())["client_ip"] == "198.51.100.7"
     assert resp.headers["X-Request-ID"]
     untrusted = await aiohttp_client(stack_app(make_settings(middlewares=["auth"]))[0])
-    resp = await untrusted.get("/health", headers={"X-Forwarded-For": "198.51.100.7"})
+    resp = await untrusted.get("/static/app.js", headers={"X-Forwarded-For": "198.51.100.7"})
     assert (await resp.json())["client_ip"] == "127.0.0.1"

@@ -33,7 +33,7 @@ from tests.service.conftest import create_session, receive_until
 def test_stack_default_order_is_auth_rate_limit_logging() -> None:
     _, stack, _ = stack_app(make_settings())
     assert [layer.name for layer in stack.layers] == ["auth", "rate_limit", "logging"]
-    assert len(stack.http) == 4  # the request context first, always
+    assert len(stack.http) == 1  # one aiohttp middleware: the request context, then the layers
     owners = [hook.__self__.name for hook in stack.frame_hooks]  # type: ignore[attr-defined]
     assert owners == ["rate_limit", "logging"]  # auth has nothing to say about frames
 
@@ -175,7 +175,7 @@ async def test_stack_a_new_middleware_is_one_class_and_one_line(aiohttp_client) 
     )
     app = service_app(settings)
     client = await aiohttp_client(app)
-    assert (await client.get("/health")).headers["X-Stamp"] == "yes"
+    assert (await client.get("/metrics")).headers["X-Stamp"] == "yes"
     async with client.ws_connect("/ws", headers=BEARER) as ws:
         await ws.receive_json()
         await ws.send_json({"event": "user.ping"})
@@ -193,7 +193,7 @@ async def test_stack_a_middleware_file_is_found_next_to_the_config(
     config.write_text("middlewares: [auth, 'extra/stamp.py:Stamp', logging]\n", encoding="utf-8")
     settings = load_settings(config, env={"MYAGENT_WS_TOKENS": TOKEN})
     client = await aiohttp_client(service_app(settings))
-    assert (await client.get("/health")).headers["X-Stamp"] == "from a file"
+    assert (await client.get("/metrics")).headers["X-Stamp"] == "from a file"
 
 
 def test_stack_middlewares_can_be_set_from_the_environment() -> None:
