@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -175,23 +174,35 @@ async def drain(app: web.Application) -> None:
     """Refuse new work, tell clients, let runs finish for the grace, close 1001 (once).
 
     The CLI calls it on SIGTERM while still listening; on_shutdown calls it again (a no-op).
+    Every socket is closed at once: one by one, clients that do not read (each may take the
+    close timeout) would add up past the orchestrator's stop grace period.
     """
     if app[draining_key][0]:
         return
     app[draining_key][0] = True
     settings = app[settings_key]
-    connections = [*app[connections_key]]
     grace = settings.server.shutdown_grace_s
-    for connection in connections:
-        connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
+    told: set[Connection] = set()
+
+    def tell_everyone() -> None:
+        """system.shutdown to every socket not told yet (one may register during the drain)."""
+        for connection in [*app[connections_key]]:
+            if connection not in told:
+                told.add(connection)
+                connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
+
+    tell_everyone()
     sessions = app[sessions_key]
     running = [s.task for s in sessions.sessions.values() if s.task is not None and s.running]
     if running:
         await asyncio.wait(running, timeout=grace)
     await sessions.close_all()
-    for connection in connections:
-        with contextlib.suppress(Exception):
-            await connection.finish(WSCloseCode.GOING_AWAY, "server shutdown")
+    tell_everyone()
+    connections = [*app[connections_key]]
+    await asyncio.gather(
+        *(c.finish(WSCloseCode.GOING_AWAY, "server shutdown") for c in connections),
+        return_exceptions=True,
+    )
     log.info("drained", connections=len(connections))
 
 
