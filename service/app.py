@@ -76,9 +76,16 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
 async def reap_forever(sessions: SessionRegistry, retention_s: float) -> None:
     while True:
         await asyncio.sleep(min(REAP_EVERY_S, max(retention_s / 2, 0.05)))
-        reaped = await sessions.reap(retention_s)
-        if reaped:
-            log.info("sessions_expired", count=reaped)
+        await tend(sessions, retention_s)
+
+
+async def tend(sessions: SessionRegistry, retention_s: float) -> None:
+    """Close detached sessions past retention; keep the shared records of the others alive."""
+    reaped = await sessions.reap(retention_s)
+    if reaped:
+        log.info("sessions_expired", count=reaped)
+    if sessions.store is not None:  # else a session in use longer than its TTL is lost
+        sessions.store.touch([*sessions.sessions])
 
 
 async def health(request: web.Request) -> web.Response:

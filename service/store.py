@@ -1,6 +1,7 @@
 """The shared state of several replicas on Redis: who owns a session, its event log, commands.
 
-- `myagent_ws:session:{id}`  hash: owner identity, replica, agent; expires after retention
+- `myagent_ws:session:{id}`  hash: owner identity, replica, agent; the owner refreshes its
+                             expiry while it holds the session
 - `myagent_ws:events:{id}`   stream of the session's frames (seq, data, event), trimmed to the
                              replay buffer, so another replica can replay and follow them
 - `myagent_ws:replica:{id}`  pub/sub channel of a replica: commands for the sessions it owns
@@ -135,6 +136,17 @@ class RedisState:
     def unregister(self, session_id: str) -> None:
         self._put(("unregister", session_id))
 
+    def touch(self, session_ids: list[str]) -> None:
+        """Keep the records and logs of the sessions this replica holds from expiring."""
+        if session_ids:
+            self._put(("touch", session_ids))
+
+    async def sync(self) -> None:
+        """Wait until everything queued before this call is written to Redis."""
+        written = asyncio.get_running_loop().create_future()
+        self.outbox.put_nowait(("sync", written))  # never dropped, unlike _put past the bound
+        await written
+
     def append(self, session_id: str, seq: int, data: str, event: str) -> None:
         self._put(("event", session_id, seq, data, event))
 
@@ -178,7 +190,11 @@ class RedisState:
                     pipe.expire(session_key(sid), self.ttl_s)
                 case ("unregister", sid):
                     pipe.delete(session_key(sid))
-                case ("stop",):
+                case ("touch", sids):
+                    for sid in sids:
+                        pipe.expire(session_key(sid), self.ttl_s)
+                        pipe.expire(events_key(sid), self.ttl_s)
+                case ("stop",) | ("sync", _):
                     pass
         try:
             await pipe.execute()
@@ -187,8 +203,14 @@ class RedisState:
             while not self.outbox.empty():  # keep them for the next try, in order
                 requeue.append(self.outbox.get_nowait())
             for item in requeue:
-                self._put(item)
+                if item[0] == "sync":
+                    self.outbox.put_nowait(item)
+                else:
+                    self._put(item)
             raise
+        for item in items:
+            if item[0] == "sync" and not item[1].done():
+                item[1].set_result(None)
         return bool(items[-1][0] == "stop")
 
     # --- reads --------------------------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio
+
 from myagent.llm import AssistantTurn
-from service.app import create_app
-from service.keys import store_key
+from service.app import create_app, tend
+from service.keys import sessions_key, store_key
+from service.store import session_key
 from tests.service.conftest import (
     UNLIMITED,
     GateTool,
@@ -125,3 +128,20 @@ async def test_rate_limits_are_shared_by_both_instances(aiohttp_client, redis_ur
         codes.append(last.get("code", "ok"))
         await ws.close()
     assert codes == ["ok", "ok", "rate_limited"]
+
+
+async def test_owner_keeps_its_session_record_alive_past_the_ttl(
+    aiohttp_client, redis_url: str
+) -> None:
+    a, _ = await two_instances(aiohttp_client, redis_url, scripted("x"))
+    ws = await open_ws(a)
+    sid = await create_session(ws)
+    store = a.app[store_key]
+    await store.sync()
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.expire(session_key(sid), 5)  # as if the session had been in use for minutes
+    await tend(a.app[sessions_key], retention_s=300)
+    await store.sync()
+    assert await shared.ttl(session_key(sid)) > 300  # refreshed while the owner holds it
+    await shared.aclose()
+    await ws.close()
