@@ -200,6 +200,8 @@ async def drain(app: web.Application) -> None:
 
     tell_everyone()
     sessions = app[sessions_key]
+    if (store := app[store_key]) is not None:
+        store.retire()  # other replicas can still replay our sessions once we are gone
     running = [s.task for s in sessions.sessions.values() if s.task is not None and s.running]
     if running:
         await asyncio.wait(running, timeout=grace)

@@ -17,6 +17,13 @@ from service.store import RedisState
 log = structlog.get_logger("myagent_ws.replicas")
 
 
+def owner_gone(session_id: str) -> SessionNotFound:
+    return SessionNotFound(
+        f"session {session_id!r} takes no more messages: the server that ran it has stopped; "
+        "user.resume_session still replays its events; create a new session to go on"
+    )
+
+
 class RemoteSessions:
     """One connection's sessions owned by other replicas: followed through their streams."""
 
@@ -68,9 +75,11 @@ class RemoteSessions:
     ) -> None:
         """Ask the owner to act on the session; its events reach us through the stream."""
         replica = await self.owner(session_id)
+        if not replica:  # its replica shut down and left it ownerless
+            raise owner_gone(session_id)
         if session_id not in self.followed:
             self.follow(session_id, replica, await self.store.tail_id(session_id))
-        await self.store.send(
+        received = await self.store.send(
             replica,
             {
                 "op": "command",
@@ -83,6 +92,9 @@ class RemoteSessions:
                 **fields,
             },
         )
+        if received == 0:  # nobody listens on its channel: the replica died
+            self.forget(session_id)
+            raise owner_gone(session_id)
 
 
 async def handle_command(app: web.Application, store: RedisState, message: dict[str, Any]) -> None:

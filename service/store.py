@@ -1,7 +1,8 @@
 """The shared state of several replicas on Redis: who owns a session, its event log, commands.
 
 - `myagent_ws:session:{id}`  hash: owner identity, replica, agent; the owner refreshes its
-                             expiry while it holds the session
+                             expiry while it holds the session; a replica that shuts down
+                             clears `replica` (its log can still be replayed elsewhere)
 - `myagent_ws:events:{id}`   stream of the session's frames (seq, data, event), trimmed to the
                              replay buffer, so another replica can replay and follow them
 - `myagent_ws:replica:{id}`  pub/sub channel of a replica: commands for the sessions it owns
@@ -71,6 +72,7 @@ class RedisState:
         self.status_changed = asyncio.Event()  # set on every ok <-> degraded change
         self.dropped = 0
         self.on_command: Handler | None = None
+        self.retiring = False  # shutting down: keep the records of our sessions, ownerless
         self.tasks: list[asyncio.Task[None]] = []
         self.followers: set[asyncio.Task[None]] = set()
 
@@ -134,7 +136,12 @@ class RedisState:
         self._put(("register", session_id, owner, agent))
 
     def unregister(self, session_id: str) -> None:
-        self._put(("unregister", session_id))
+        self._put(("orphan" if self.retiring else "unregister", session_id))
+
+    def retire(self) -> None:
+        """This replica is shutting down: from now on its sessions are left in Redis without an
+        owner, so a client that reconnects to another replica can still replay their logs."""
+        self.retiring = True
 
     def touch(self, session_ids: list[str]) -> None:
         """Keep the records and logs of the sessions this replica holds from expiring."""
@@ -190,6 +197,9 @@ class RedisState:
                     pipe.expire(session_key(sid), self.ttl_s)
                 case ("unregister", sid):
                     pipe.delete(session_key(sid))
+                case ("orphan", sid):
+                    pipe.hset(session_key(sid), "replica", "")
+                    pipe.expire(session_key(sid), self.ttl_s)
                 case ("touch", sids):
                     for sid in sids:
                         pipe.expire(session_key(sid), self.ttl_s)
@@ -269,8 +279,9 @@ class RedisState:
 
     # --- commands between replicas --------------------------------------------------------
 
-    async def send(self, replica: str, message: dict[str, Any]) -> None:
-        await self.redis.publish(replica_channel(replica), json.dumps(message))
+    async def send(self, replica: str, message: dict[str, Any]) -> int:
+        """Publish to a replica's channel; the number of replicas that got it (0: it is gone)."""
+        return int(await self.redis.publish(replica_channel(replica), json.dumps(message)))
 
     async def _listen_forever(self) -> None:
         while True:

@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio
 
 from myagent.llm import AssistantTurn
-from service.app import create_app, tend
+from service.app import create_app, drain, tend
 from service.keys import sessions_key, store_key
 from service.store import session_key
 from tests.service.conftest import (
@@ -145,3 +145,42 @@ async def test_owner_keeps_its_session_record_alive_past_the_ttl(
     assert await shared.ttl(session_key(sid)) > 300  # refreshed while the owner holds it
     await shared.aclose()
     await ws.close()
+
+
+async def test_drained_replica_leaves_its_sessions_replayable_and_refuses_messages_clearly(
+    aiohttp_client, redis_url: str
+) -> None:
+    a, b = await two_instances(aiohttp_client, redis_url, scripted("answer from A"))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    seen = await receive_until(on_a)
+    await drain(a.app)  # SIGTERM: A goes away
+    await a.app[store_key].sync()
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    replay = await receive_until(on_b, "agent.session_resumed", "agent.error")
+    assert replay[:-1] == seen and replay[-1]["replayed"] == len(seen)
+    await on_b.send_json({"event": "user.message", "session_id": sid, "content": "more"})
+    error = await receive_until(on_b)
+    assert error[-1]["code"] == "session_not_found" and "has stopped" in error[-1]["error"]
+    await on_b.close()
+
+
+async def test_message_for_a_replica_that_died_gets_an_answer(
+    aiohttp_client, redis_url: str
+) -> None:
+    a, b = await two_instances(aiohttp_client, redis_url, scripted("x"))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    await a.app[store_key].sync()
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.hset(session_key(sid), "replica", "f" * 32)  # killed: nobody on its channel
+    await shared.aclose()
+    on_b = await open_ws(b)
+    for frame in ({"event": "user.message", "content": "hi"}, {"event": "user.cancel"}):
+        await on_b.send_json({**frame, "session_id": sid})
+        error = await receive_until(on_b)  # not silence
+        assert error[-1]["code"] == "session_not_found" and "has stopped" in error[-1]["error"]
+    await on_b.close()
