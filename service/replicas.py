@@ -49,9 +49,9 @@ class RemoteSessions:
             raise SessionNotFound(f"no session {session_id!r} for this client")
         return record["replica"]
 
-    def follow(self, session_id: str, replica: str, after_id: str) -> None:
+    def follow(self, session_id: str, replica: str, after_id: str, after_seq: int = 0) -> None:
         if session_id not in self.followed:
-            task = self.store.spawn_follower(session_id, after_id, self.deliver)
+            task = self.store.spawn_follower(session_id, after_id, self.deliver, after_seq)
             self.followed[session_id] = (replica, task)
 
     def forget(self, session_id: str) -> None:
@@ -67,8 +67,9 @@ class RemoteSessions:
         replica = await self.owner(session_id)
         self.forget(session_id)  # already following: replay from the log again
         frames, last_id = await self.store.replay(session_id, last_seq)
-        self.follow(session_id, replica, last_id)
-        return frames, last_seq + len(frames)
+        resumed_at = last_seq + len(frames)
+        self.follow(session_id, replica, last_id, after_seq=resumed_at)
+        return frames, resumed_at
 
     async def command(
         self, session_id: str, kind: str, request_id: str | None, **fields: Any

@@ -248,18 +248,30 @@ class RedisState:
         return str(entries[0][0]) if entries else "0-0"
 
     def spawn_follower(
-        self, session_id: str, after_id: str, deliver: Callable[[str, str], None]
+        self,
+        session_id: str,
+        after_id: str,
+        deliver: Callable[[str, str], None],
+        after_seq: int = 0,
     ) -> asyncio.Task[None]:
         """A task delivering the session's new frames; cancel it to stop."""
-        task = asyncio.create_task(self.follow(session_id, after_id, deliver))
+        task = asyncio.create_task(self.follow(session_id, after_id, deliver, after_seq))
         self.followers.add(task)
         task.add_done_callback(self.followers.discard)
         return task
 
     async def follow(
-        self, session_id: str, after_id: str, deliver: Callable[[str, str], None]
+        self,
+        session_id: str,
+        after_id: str,
+        deliver: Callable[[str, str], None],
+        after_seq: int = 0,
     ) -> None:
-        """Deliver the session's new frames as they are appended, until cancelled."""
+        """Deliver the session's new frames as they are appended, until cancelled.
+
+        Frames numbered after_seq or lower are skipped: the client already has them (straight
+        from the owner, whose writes to the stream may lag behind its socket).
+        """
         key = events_key(session_id)
         while True:
             try:
@@ -275,7 +287,8 @@ class RedisState:
             for _, entries in batches:
                 for entry_id, fields in entries:
                     after_id = entry_id
-                    deliver(fields["data"], fields["event"])
+                    if int(fields["seq"]) > after_seq:
+                        deliver(fields["data"], fields["event"])
 
     # --- commands between replicas --------------------------------------------------------
 

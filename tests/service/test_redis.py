@@ -184,3 +184,44 @@ async def test_message_for_a_replica_that_died_gets_an_answer(
         error = await receive_until(on_b)  # not silence
         assert error[-1]["code"] == "session_not_found" and "has stopped" in error[-1]["error"]
     await on_b.close()
+
+
+async def test_resume_through_b_while_a_writes_late_never_duplicates(
+    aiohttp_client, redis_url: str, gate_tool: GateTool
+) -> None:
+    factory = scripted(
+        AssistantTurn.call("slow_lookup", query="x"), "first", "second", tools=[gate_tool]
+    )
+    a, b = await two_instances(aiohttp_client, redis_url, factory)
+    store = a.app[store_key]
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    await receive_until(on_a, "agent.tool_call")
+    await store.sync()
+    release = asyncio.Event()
+    flush = store._flush
+
+    async def late_flush(first):  # type: ignore[no-untyped-def]
+        await release.wait()  # A's socket is ahead of its writes to the stream
+        return await flush(first)
+
+    store._flush = late_flush  # type: ignore[method-assign]
+    gate_tool.gate.set()
+    seen = await receive_until(on_a)
+    await on_a.close()
+    on_b = await open_ws(b)
+    await on_b.send_json(
+        {"event": "user.resume_session", "session_id": sid, "last_seq": seen[-1]["seq"]}
+    )
+    resumed = await receive_until(on_b, "agent.session_resumed")
+    release.set()
+    await store.sync()
+    await on_b.send_json({"event": "user.message", "session_id": sid, "content": "again"})
+    live = await receive_until(on_b)
+    frames = [*resumed[:-1], *live]
+    assert [f["seq"] for f in frames] == list(
+        range(seen[-1]["seq"] + 1, seen[-1]["seq"] + 1 + len(frames))
+    )
+    assert frames[-1]["content"] == "second"
+    await on_b.close()
