@@ -111,11 +111,16 @@ async def handle_command(app: web.Application, store: RedisState, message: dict[
     request_id = message.get("request_id")
     session_id = str(message.get("session_id"))
     reply: ServerEvent | None = None
+    answer: tuple[str, str] | None = None  # a retried request's terminal frame
     try:
         session = registry.get(session_id, str(message.get("identity")))
         match message.get("kind"):
             case "message":
-                session.submit(str(message.get("content")), request_id)
+                first_run = session.runs_by_request.get(request_id) if request_id else None
+                if first_run is None:
+                    session.submit(str(message.get("content")), request_id)
+                else:  # a retry never starts a second run; a finished one answers again
+                    answer = session.terminal_by_run.get(first_run)
             case "cancel":
                 session.cancel_run()
             case "close":
@@ -131,12 +136,14 @@ async def handle_command(app: web.Application, store: RedisState, message: dict[
             retry_after_s=exc.retry_after_s,
         )
     if reply is not None:
+        answer = (reply.to_json(), reply.event)
+    if answer is not None:
         await store.send(
             str(message.get("reply_to")),
             {
                 "op": "deliver",
                 "connection_id": message.get("connection_id"),
-                "data": reply.to_json(),
-                "event": reply.event,
+                "data": answer[0],
+                "event": answer[1],
             },
         )

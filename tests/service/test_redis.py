@@ -225,3 +225,19 @@ async def test_resume_through_b_while_a_writes_late_never_duplicates(
     )
     assert frames[-1]["content"] == "second"
     await on_b.close()
+
+
+async def test_retried_request_through_b_is_answered_by_the_first_run(
+    aiohttp_client, redis_url: str
+) -> None:
+    a, b = await two_instances(aiohttp_client, redis_url, scripted("only once"))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    on_b = await open_ws(b)
+    message = {"event": "user.message", "session_id": sid, "content": "hi", "request_id": "m1"}
+    await on_b.send_json(message)
+    first = (await receive_until(on_b))[-1]
+    await on_b.send_json(message)  # a second run would exhaust the script
+    assert (await receive_until(on_b))[-1] == first
+    await on_b.close()
