@@ -301,6 +301,9 @@ class RedisState:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(replica_channel(self.replica))
+                    if not self.healthy:  # a replica that writes nothing recovers here
+                        log.info("redis_recovered")
+                    self.healthy = True
                     async for message in pubsub.listen():
                         if message.get("type") == "message" and self.on_command is not None:
                             try:

@@ -241,3 +241,22 @@ async def test_retried_request_through_b_is_answered_by_the_first_run(
     await on_b.send_json(message)  # a second run would exhaust the script
     assert (await receive_until(on_b))[-1] == first
     await on_b.close()
+
+
+async def test_replicas_that_write_nothing_report_ok_again_when_redis_returns(
+    aiohttp_client, tmp_path
+) -> None:
+    port = free_port()
+    with redis_server(tmp_path, port) as url:
+        a, b = await two_instances(aiohttp_client, url, scripted("x"))
+        stores = [a.app[store_key], b.app[store_key]]
+        assert [s.status for s in stores] == ["ok", "ok"]
+    async with asyncio.timeout(10):
+        for store in stores:
+            await store.wait_status("degraded")
+    with redis_server(tmp_path, port):
+        async with asyncio.timeout(10):
+            for store in stores:
+                await store.wait_status("ok")
+        health = await (await b.get("/health")).json()
+        assert health["state"] == {"backend": "redis", "status": "ok"}
