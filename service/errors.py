@@ -8,6 +8,7 @@ ServiceError            an error a client may see: a code (ErrorCode) and a sent
 ├── ReplayUnavailable   resume asked for events no longer held
 ├── RateLimited         a frame over the identity's rate; carries retry_after_s
 ├── InvalidJson / InvalidMessage / UnknownEvent   a frame that is not a client event
+├── StoreUnavailable    Redis (the replicas' shared state) is unreachable; retry shortly
 └── InternalError       a bug; the details are only in the log
 ConfigError             the YAML / env / flags are wrong; the CLI prints it and exits 2
 """
@@ -62,6 +63,10 @@ class InvalidJson(ServiceError):
 
 class UnknownEvent(ServiceError):
     code = ErrorCode.UNKNOWN_EVENT
+
+
+class StoreUnavailable(ServiceError):
+    code = ErrorCode.INTERNAL
 
 
 class InternalError(ServiceError):

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from service.errors import ServiceError, SessionNotFound
+from service.errors import ServiceError, SessionNotFound, StoreUnavailable
 from service.keys import connections_key, metrics_key, sessions_key
 from service.protocol import AgentErrorEvent, AgentSessionClosed, ErrorCode, ServerEvent
 from service.store import RedisState
 
 log = structlog.get_logger("myagent_ws.replicas")
+RETRY_STORE_S = 1.0
+
+
+@contextlib.asynccontextmanager
+async def shared_state() -> AsyncIterator[None]:
+    """Turn Redis being away into an error the client can act on (and no traceback)."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except Exception as exc:  # redis.exceptions.RedisError, OSError: Redis is away
+        log.warning("redis_unavailable", error=str(exc))
+        raise StoreUnavailable(
+            "the shared session store (Redis) is unreachable, so sessions of other servers "
+            "cannot be reached now; retry in a moment",
+            retry_after_s=RETRY_STORE_S,
+        ) from exc
 
 
 def owner_gone(session_id: str) -> SessionNotFound:
@@ -44,7 +62,8 @@ class RemoteSessions:
         """The replica that runs this session, checking it belongs to this identity."""
         if session_id in self.followed:
             return self.followed[session_id][0]
-        record = await self.store.lookup(session_id)
+        async with shared_state():
+            record = await self.store.lookup(session_id)
         if record is None or record.get("owner") != self.identity:
             raise SessionNotFound(f"no session {session_id!r} for this client")
         return record["replica"]
@@ -66,7 +85,8 @@ class RemoteSessions:
         """The frames after last_seq from the shared log; then follow it live."""
         replica = await self.owner(session_id)
         self.forget(session_id)  # already following: replay from the log again
-        frames, last_id = await self.store.replay(session_id, last_seq)
+        async with shared_state():
+            frames, last_id = await self.store.replay(session_id, last_seq)
         resumed_at = last_seq + len(frames)
         self.follow(session_id, replica, last_id, after_seq=resumed_at)
         return frames, resumed_at
@@ -78,21 +98,22 @@ class RemoteSessions:
         replica = await self.owner(session_id)
         if not replica:  # its replica shut down and left it ownerless
             raise owner_gone(session_id)
-        if session_id not in self.followed:
-            self.follow(session_id, replica, await self.store.tail_id(session_id))
-        received = await self.store.send(
-            replica,
-            {
-                "op": "command",
-                "kind": kind,
-                "session_id": session_id,
-                "identity": self.identity,
-                "request_id": request_id,
-                "reply_to": self.store.replica,
-                "connection_id": self.connection_id,
-                **fields,
-            },
-        )
+        async with shared_state():
+            if session_id not in self.followed:
+                self.follow(session_id, replica, await self.store.tail_id(session_id))
+            received = await self.store.send(
+                replica,
+                {
+                    "op": "command",
+                    "kind": kind,
+                    "session_id": session_id,
+                    "identity": self.identity,
+                    "request_id": request_id,
+                    "reply_to": self.store.replica,
+                    "connection_id": self.connection_id,
+                    **fields,
+                },
+            )
         if received == 0:  # nobody listens on its channel: the replica died
             self.forget(session_id)
             raise owner_gone(session_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio
+import structlog
 
 from myagent.llm import AssistantTurn
 from service.app import create_app, drain, tend
@@ -260,3 +261,23 @@ async def test_replicas_that_write_nothing_report_ok_again_when_redis_returns(
                 await store.wait_status("ok")
         health = await (await b.get("/health")).json()
         assert health["state"] == {"backend": "redis", "status": "ok"}
+
+
+async def test_other_replica_answers_clearly_while_redis_is_away(aiohttp_client, tmp_path) -> None:
+    port = free_port()
+    with redis_server(tmp_path, port) as url:
+        a, b = await two_instances(aiohttp_client, url, scripted("x"))
+        on_a = await open_ws(a)
+        sid = await create_session(on_a)
+        await a.app[store_key].sync()
+        await on_a.close()
+    on_b = await open_ws(b)
+    with structlog.testing.capture_logs() as logs:
+        await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+        error = await on_b.receive_json()
+    assert error["event"] == "agent.error" and "Redis" in error["error"]
+    assert error["retry_after_s"] == 1.0
+    assert not [e for e in logs if e["log_level"] == "error"]  # no traceback: a known state
+    await on_b.send_json({"event": "user.ping"})
+    assert (await on_b.receive_json())["event"] == "system.pong"
+    await on_b.close()
