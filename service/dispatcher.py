@@ -214,6 +214,8 @@ class Connection:
             self.remote.close()
         cancel = self.settings.sessions.on_disconnect == "cancel"
         for session in self.sessions.values():
+            if session.listener is not self:  # another socket took it over: not ours to end
+                continue
             session.detach(self)
             if cancel:
                 self.registry.discard(session)

@@ -9,7 +9,7 @@ from aiohttp import WSMsgType
 
 from myagent.llm import AssistantTurn
 from service.app import create_app
-from service.keys import sessions_key
+from service.keys import connections_key, sessions_key
 from tests.service.conftest import (
     GateTool,
     create_session,
@@ -319,3 +319,33 @@ async def test_another_identitys_session_is_not_found_exactly_like_a_random_one(
     assert (await bob.receive_json())["event"] == "system.pong"  # nothing of alice's reached bob
     await alice.close()
     await bob.close()
+
+
+class WatchedSet(set):  # type: ignore[type-arg]
+    """The app's set of connections, telling when one is discarded (its handler has ended)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.discarded = asyncio.Event()
+
+    def discard(self, item: object) -> None:
+        super().discard(item)
+        self.discarded.set()
+
+
+async def test_old_socket_closing_spares_a_session_another_socket_took_over(
+    aiohttp_client,
+) -> None:
+    app = create_app(settings(sessions={"on_disconnect": "cancel"}), {"weather": offline_weather})
+    app[connections_key] = connections = WatchedSet()
+    client = await aiohttp_client(app)
+    old = await open_ws(client)
+    sid = await create_session(old)
+    new = await open_ws(client)
+    await new.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(new, "agent.session_resumed")
+    await old.close()
+    await asyncio.wait_for(connections.discarded.wait(), 5)  # the old socket is released
+    await new.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+    assert (await receive_until(new))[-1]["event"] == "agent.final_answer"  # still alive
+    await new.close()
