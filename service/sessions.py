@@ -74,6 +74,8 @@ class Session:
         self.mirror = mirror
         self.closed = False
         self.last_frame: tuple[str, str] | None = None
+        self.run_started = False  # the run's task has taken its first step
+        self.cancel_at_start = False  # cancelled before that: it stops at its first step
 
     # --- events ---------------------------------------------------------------------------
 
@@ -148,8 +150,7 @@ class Session:
             self.pending.append((text, request_id))
             self._remember(request_id, "pending")
             if self.multitask == "interrupt":
-                assert self.task is not None
-                self.task.cancel()
+                self.cancel_task()
 
     def _remember(self, request_id: str | None, run_id: str) -> None:
         if request_id is None:
@@ -163,6 +164,7 @@ class Session:
         self.run_id = run_id = uuid.uuid4().hex
         self._remember(request_id, run_id)
         self.metrics.running_sessions.inc()
+        self.run_started = self.cancel_at_start = False
         self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
 
     def _next(self) -> None:
@@ -173,15 +175,24 @@ class Session:
     def cancel_run(self) -> None:
         if not self.running:
             raise NoActiveRun("nothing is running in this session")
-        assert self.task is not None
-        self.task.cancel()
+        self.cancel_task()
+
+    def cancel_task(self) -> None:
+        """Cancel the run. A task cancelled before its first step would run none of _run, so it
+        would send no agent.interrupted nor start the next message: it stops there instead."""
+        if self.task is None or self.task.done():
+            return
+        if self.run_started:
+            self.task.cancel()
+        else:
+            self.cancel_at_start = True
 
     async def stop(self) -> None:
         """Cancel the running run, if any, and wait for it to end."""
         self.closed = True
         self.pending.clear()
         if self.task is not None and not self.task.done():
-            self.task.cancel()
+            self.cancel_task()
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def _run(self, text: str, run_id: str, request_id: str | None) -> None:
@@ -191,6 +202,9 @@ class Session:
         tally = RunTally()
         with bound_context(session_id=self.id, run_id=run_id):
             try:
+                self.run_started = True
+                if self.cancel_at_start:
+                    raise asyncio.CancelledError
                 async for event in self.agent.stream_run(text):
                     outcome = publish_run_event(self, event, common, tally) or outcome
             except asyncio.CancelledError:
@@ -286,8 +300,7 @@ class SessionRegistry:
             if self.store is not None:
                 self.store.unregister(session.id)
         if session.running:
-            assert session.task is not None
-            session.task.cancel()
+            session.cancel_task()
 
     async def close(self, session: Session) -> None:
         """Forget a session, cancel its run and wait for the run to end."""
