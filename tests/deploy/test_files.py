@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import openai
 import yaml
 
 from service.settings import load_settings
@@ -97,3 +98,12 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     assert linted.returncode == 0, linted.stdout + linted.stderr
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", ".env"} <= set(ignored)
+
+
+def test_compose_never_hands_the_openai_sdk_an_empty_base_url() -> None:
+    """OPENAI_BASE_URL="" (a blank line in .env) makes the SDK post to '': every call fails."""
+    value = COMPOSE["services"]["agent"]["environment"]["OPENAI_BASE_URL"]
+    match = re.fullmatch(r"\$\{OPENAI_BASE_URL:-([^}]*)\}", value)  # `:-`: also when set empty
+    assert match and match.group(1), value
+    client = openai.AsyncOpenAI(api_key="k", base_url=match.group(1))
+    assert client.base_url.scheme == "https" and client.base_url.host

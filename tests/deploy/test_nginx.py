@@ -39,6 +39,9 @@ async def test_seed_client_flow_through_nginx_sees_the_real_client_address(
             assert health.status == 200 and (await health.json())["status"] == "healthy"
             refused = await http.get(f"http://127.0.0.1:{port}/ws")
             assert refused.status == 401  # the token check happens behind nginx too
+            hidden = await http.get(f"http://127.0.0.1:{port}/metrics")
+            assert hidden.status == 404  # Prometheus scrapes the replicas, not the edge
+            assert (await http.get(f"http://127.0.0.1:{server.port}/metrics")).status == 200
         headers = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "6.6.6.6"}
         async with websockets.connect(
             f"ws://127.0.0.1:{port}/ws", additional_headers=headers, local_addr=("127.0.0.2", 0)
