@@ -18,6 +18,7 @@ import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
 from middleware.base import bound_context
+from middleware.frames import FrameInfo
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -131,6 +132,24 @@ def websocket_response(settings: Settings) -> web.WebSocketResponse:
     )
 
 
+async def close_when_idle(connection: Connection, last_frame: list[float], idle_s: float) -> None:
+    """Close (1000) a socket whose client sent no frame for idle_s while none of its runs went.
+
+    Pongs do not count: heartbeats find dead peers, this ends live but unused sockets. A
+    browser keeps its socket with user.ping; its sessions stay resumable.
+    """
+    while True:
+        left = last_frame[0] + idle_s - time.monotonic()
+        if left > 0:
+            await asyncio.sleep(left)
+        elif any(s.running for s in connection.sessions.values() if s.listener is connection):
+            last_frame[0] = time.monotonic()  # a run streams to it: not idle
+        else:
+            log.info("ws_idle_closed", idle_s=idle_s)
+            await connection.finish(WSCloseCode.OK, f"idle for {idle_s:g} s")
+            return
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[settings_key]
@@ -144,6 +163,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     metrics = app[metrics_key]
     hooks = app[frame_hooks_key]
+    idle_s = settings.server.idle_timeout_s
+    last_frame = [time.monotonic()]
+    if idle_s:
+
+        async def frame_seen(_: FrameInfo) -> None:
+            last_frame[0] = time.monotonic()
+
+        hooks = [frame_seen, *hooks]
     connection = Connection(
         ws,
         request=request,
@@ -159,6 +186,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     metrics.active_connections.inc()
     with bound_context(connection_id=connection.id):
         log.info("ws_connected")
+        watchdog = (
+            asyncio.create_task(close_when_idle(connection, last_frame, idle_s)) if idle_s else None
+        )
         try:
             connection.send(
                 SystemConnected(
@@ -169,6 +199,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             )
             await connection.serve()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             app[connections_key].discard(connection)
             metrics.active_connections.dec()
             code = int(connection.close_code or ws.close_code or 1006)

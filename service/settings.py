@@ -50,6 +50,9 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     heartbeat_s: float = Field(default=20.0, gt=0, description="WebSocket ping interval")
+    idle_timeout_s: float = Field(
+        default=0, ge=0, description="close (1000) a socket silent this long with no run; 0: never"
+    )
     max_message_bytes: int = Field(
         default=1 << 20, ge=1024, description="client frames must be smaller; else close 1009"
     )

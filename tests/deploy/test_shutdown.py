@@ -94,3 +94,46 @@ async def test_peer_that_stops_answering_pings_is_closed_and_session_kept(aiohtt
     assert time.monotonic() - started < 0.2 * 1.5 + 0.5
     assert sid in app[sessions_key].sessions  # resumable: on_disconnect is "continue"
     await ws.close()
+
+
+IDLE_S = 0.4
+
+
+async def test_idle_socket_is_closed_1000_and_its_session_kept(aiohttp_client) -> None:
+    app = create_app(settings(server={"idle_timeout_s": IDLE_S}), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/ws")  # answers pings: alive, but sends nothing
+    await ws.receive_json()
+    started = time.monotonic()  # the server sees the frame below after this
+    sid = await create_session(ws)
+    async with asyncio.timeout(5):
+        msg = await ws.receive()
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1000, f"idle for {IDLE_S:g} s")
+    assert IDLE_S <= time.monotonic() - started < IDLE_S + 1
+    assert sid in app[sessions_key].sessions
+    await ws.close()
+
+
+async def test_pings_and_running_runs_keep_a_socket_open(aiohttp_client) -> None:
+    from myagent.llm import AssistantTurn
+    from tests.service.conftest import GateTool, receive_until, scripted
+
+    gate_tool = GateTool(gate=asyncio.Event(), started=asyncio.Event(), cancelled=asyncio.Event())
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "done", tools=[gate_tool])
+    app = create_app(settings(server={"idle_timeout_s": IDLE_S}), {"weather": factory})
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    for _ in range(4):  # a browser's keep-alive: 4 x IDLE_S / 2 > IDLE_S
+        await ws.send_json({"event": "user.ping"})
+        assert (await ws.receive_json())["event"] == "system.pong"
+        await asyncio.sleep(IDLE_S / 2)  # the point is time passing
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    await receive_until(ws, "agent.tool_call")
+    await asyncio.sleep(IDLE_S * 2)  # a run longer than the idle timeout, no client frame
+    gate_tool.gate.set()
+    assert (await receive_until(ws))[-1]["content"] == "done"
+    async with asyncio.timeout(5):  # idle again from now on
+        assert (await ws.receive()).type is WSMsgType.CLOSE
+    await ws.close()
