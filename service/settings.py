@@ -150,6 +150,14 @@ class StateSettings(Section):
     def _empty_is_none(cls, value: Any) -> Any:
         return value or None
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        """redis-py refuses any other URL, with a traceback at start-up."""
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
+        return value
+
 
 class Settings(Section):
     """Everything the service reads from flags, env and YAML."""

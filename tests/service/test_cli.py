@@ -46,3 +46,12 @@ def test_cli_bad_config_exits_2_with_the_key(tmp_path: Path) -> None:
     config.write_text("server:\n  port: high\n", encoding="utf-8")
     out = run("check", "--config", str(config), "examples/weather_agent.py")
     assert out.returncode == 2 and "server.port" in out.stderr
+
+
+def test_cli_bad_redis_url_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("state:\n  redis_url: localhost:6379\n", encoding="utf-8")
+    out = run("check", "--config", str(config), "examples/weather_agent.py")
+    assert out.returncode == 2, out.stderr
+    assert "state.redis_url" in out.stderr and "redis://" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
