@@ -264,6 +264,7 @@ def create_app(
             settings.state.redis_url,
             retention_s=settings.sessions.retention_s,
             max_events=settings.sessions.buffer_events,
+            max_followed=settings.sessions.max_per_connection,
         )
     try:
         stack = build_middlewares(

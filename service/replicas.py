@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from service.errors import ServiceError, SessionNotFound, StoreUnavailable
+from service.errors import ServiceError, SessionNotFound, StoreUnavailable, TooManySessions
 from service.keys import connections_key, metrics_key, sessions_key
 from service.protocol import AgentErrorEvent, AgentSessionClosed, ErrorCode, ServerEvent
 from service.store import RedisState
@@ -68,6 +68,15 @@ class RemoteSessions:
             raise SessionNotFound(f"no session {session_id!r} for this client")
         return record["replica"]
 
+    def check_room(self, session_id: str) -> None:
+        """sessions.max_per_connection holds for other replicas' sessions too: each one
+        followed costs a task and a Redis connection (a blocking XREAD)."""
+        if session_id not in self.followed and len(self.followed) >= self.store.max_followed:
+            raise TooManySessions(
+                f"this connection already follows {len(self.followed)} sessions of other "
+                "servers, the limit; close one with user.close_session"
+            )
+
     def follow(self, session_id: str, replica: str, after_id: str, after_seq: int = 0) -> None:
         if session_id not in self.followed:
             task = self.store.spawn_follower(session_id, after_id, self.deliver, after_seq)
@@ -84,6 +93,7 @@ class RemoteSessions:
     async def resume(self, session_id: str, last_seq: int) -> tuple[list[tuple[str, str]], int]:
         """The frames after last_seq from the shared log; then follow it live."""
         replica = await self.owner(session_id)
+        self.check_room(session_id)
         self.forget(session_id)  # already following: replay from the log again
         async with shared_state():
             frames, last_id = await self.store.replay(session_id, last_seq)
@@ -98,6 +108,7 @@ class RemoteSessions:
         replica = await self.owner(session_id)
         if not replica:  # its replica shut down and left it ownerless
             raise owner_gone(session_id)
+        self.check_room(session_id)
         async with shared_state():
             if session_id not in self.followed:
                 self.follow(session_id, replica, await self.store.tail_id(session_id))

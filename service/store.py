@@ -54,7 +54,9 @@ def replica_channel(replica: str) -> str:
 class RedisState:
     """One replica's view of the shared state; `start()` in cleanup_ctx, `close()` after."""
 
-    def __init__(self, url: str, *, retention_s: float, max_events: int) -> None:
+    def __init__(
+        self, url: str, *, retention_s: float, max_events: int, max_followed: int = 16
+    ) -> None:
         import redis.asyncio as redis  # only when a redis_url is configured
 
         self.redis = redis.from_url(
@@ -67,6 +69,7 @@ class RedisState:
         self.replica = uuid.uuid4().hex
         self.ttl_s = max(int(retention_s) + 60, 60)
         self.max_events = max_events
+        self.max_followed = max_followed  # other replicas' sessions one socket may follow
         self.outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._healthy = False
         self.status_changed = asyncio.Event()  # set on every ok <-> degraded change

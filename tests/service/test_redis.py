@@ -281,3 +281,25 @@ async def test_other_replica_answers_clearly_while_redis_is_away(aiohttp_client,
     await on_b.send_json({"event": "user.ping"})
     assert (await on_b.receive_json())["event"] == "system.pong"
     await on_b.close()
+
+
+async def test_one_socket_follows_no_more_remote_sessions_than_the_limit(
+    aiohttp_client, redis_url: str
+) -> None:
+    config = settings(state={"redis_url": redis_url}, sessions={"max_per_connection": 1})
+    a = await aiohttp_client(create_app(config, {"weather": scripted("x")}))
+    b = await aiohttp_client(create_app(config, {"weather": scripted("x")}))
+    sids = []
+    for _ in range(2):
+        on_a = await open_ws(a)
+        sids.append(await create_session(on_a))
+        await on_a.close()
+    await a.app[store_key].sync()
+    on_b = await open_ws(b)
+    replies = []
+    for sid in sids:
+        await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+        replies.append((await receive_until(on_b, "agent.session_resumed", "agent.error"))[-1])
+    assert replies[0]["event"] == "agent.session_resumed"
+    assert replies[1]["code"] == "too_many_sessions"
+    await on_b.close()
