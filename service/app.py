@@ -18,7 +18,6 @@ import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
 from middleware.base import bound_context
-from middleware.frames import FrameInfo
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -122,6 +121,13 @@ async def console(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
 
+async def revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's files are checked with the server each time (ETag / Last-Modified), so a
+    browser never runs an old app.js against a new page after an upgrade."""
+    if request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")
+
+
 def websocket_response(settings: Settings) -> web.WebSocketResponse:
     """The socket every client gets: heartbeats, no compression (it costs ~40% on token
     streams), and the frame size limit (a larger frame closes with 1009)."""
@@ -132,45 +138,49 @@ def websocket_response(settings: Settings) -> web.WebSocketResponse:
     )
 
 
-async def close_when_idle(connection: Connection, last_frame: list[float], idle_s: float) -> None:
-    """Close (1000) a socket whose client sent no frame for idle_s while none of its runs went.
+async def close_idle_forever(app: web.Application, idle_s: float) -> None:
+    """Close (1000) sockets whose client sent no frame for idle_s while none of their runs went.
 
     Pongs do not count: heartbeats find dead peers, this ends live but unused sockets. A
     browser keeps its socket with user.ping; its sessions stay resumable.
     """
+    closing: set[asyncio.Task[None]] = set()
     while True:
-        left = last_frame[0] + idle_s - time.monotonic()
-        if left > 0:
-            await asyncio.sleep(left)
-        elif any(s.running for s in connection.sessions.values() if s.listener is connection):
-            last_frame[0] = time.monotonic()  # a run streams to it: not idle
-        else:
-            log.info("ws_idle_closed", idle_s=idle_s)
-            await connection.finish(WSCloseCode.OK, f"idle for {idle_s:g} s")
-            return
+        await asyncio.sleep(min(max(idle_s / 4, 0.05), REAP_EVERY_S))
+        now = time.monotonic()
+        for connection in [*app[connections_key]]:
+            if connection.idle_for(now) >= idle_s:
+                log.info("ws_idle_closed", connection_id=connection.id, idle_s=idle_s)
+                task = asyncio.create_task(
+                    connection.finish(WSCloseCode.OK, f"idle for {idle_s:g} s")
+                )
+                closing.add(task)
+                task.add_done_callback(closing.discard)
+
+
+async def idle_ctx(app: web.Application) -> AsyncIterator[None]:
+    idle_s = app[settings_key].server.idle_timeout_s
+    task = asyncio.create_task(close_idle_forever(app, idle_s)) if idle_s else None
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[settings_key]
     ws = websocket_response(settings)
-    if not ws.can_prepare(request).ok:
-        if request.path == "/":
-            return await console(request)
-        return web.json_response({"error": "this endpoint takes a WebSocket upgrade"}, status=400)
+    upgrade = ws.can_prepare(request).ok
+    if not upgrade and request.path == "/":
+        return await console(request)
     if app[draining_key][0]:
         return web.json_response({"status": "draining"}, status=503)
+    if not upgrade:
+        return web.json_response({"error": "this endpoint takes a WebSocket upgrade"}, status=400)
     await ws.prepare(request)
     metrics = app[metrics_key]
     hooks = app[frame_hooks_key]
-    idle_s = settings.server.idle_timeout_s
-    last_frame = [time.monotonic()]
-    if idle_s:
-
-        async def frame_seen(_: FrameInfo) -> None:
-            last_frame[0] = time.monotonic()
-
-        hooks = [frame_seen, *hooks]
     connection = Connection(
         ws,
         request=request,
@@ -186,9 +196,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     metrics.active_connections.inc()
     with bound_context(connection_id=connection.id):
         log.info("ws_connected")
-        watchdog = (
-            asyncio.create_task(close_when_idle(connection, last_frame, idle_s)) if idle_s else None
-        )
         try:
             connection.send(
                 SystemConnected(
@@ -199,8 +206,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             )
             await connection.serve()
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
             app[connections_key].discard(connection)
             metrics.active_connections.dec()
             code = int(connection.close_code or ws.close_code or 1006)
@@ -282,6 +287,7 @@ def create_app(
     app[draining_key] = [False]
     app[frame_hooks_key] = stack.frame_hooks
     app.cleanup_ctx.append(sessions_ctx)
+    app.cleanup_ctx.append(idle_ctx)
     app.on_shutdown.append(drain)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     app.router.add_get("/health", health)
@@ -289,5 +295,6 @@ def create_app(
     app.router.add_get("/", ws_handler)
     if STATIC.is_dir():
         app.router.add_static("/static/", STATIC, append_version=False)
+        app.on_response_prepare.append(revalidate_static)
     stack.install(app)  # CORS on the routes; the upgrade's access-log line
     return app

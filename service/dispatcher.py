@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,6 +84,7 @@ class Connection:
         self.drained.set()
         self.closing = False
         self.close_code: int | None = None
+        self.last_frame_at = time.monotonic()  # the client's last frame, for idle_timeout_s
         self.writer: asyncio.Task[None] | None = None
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             UserCreateSession: self.on_create_session,
@@ -193,6 +195,7 @@ class Connection:
         self.writer = asyncio.create_task(self.write_loop(), name=f"writer-{self.id}")
         try:
             async for msg in self.ws:
+                self.last_frame_at = time.monotonic()
                 if msg.type is WSMsgType.TEXT:
                     await self.on_text(msg.data)
                 elif msg.type is WSMsgType.BINARY:
@@ -201,6 +204,14 @@ class Connection:
                     break
         finally:
             self.release()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the client's last frame, or since a run last streamed to this socket."""
+        if self.closing:
+            return 0.0
+        if any(s.running for s in self.sessions.values() if s.listener is self):
+            self.last_frame_at = now  # not idle: idle time counts from the run's end
+        return now - self.last_frame_at
 
     def release(self) -> None:
         """Stop the writer; detach this connection's sessions, or cancel them (on_disconnect).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.keys import draining_key
 from tests.service.conftest import create_session, offline_weather, receive_until, settings
 
 
@@ -67,3 +68,20 @@ async def test_each_app_has_its_own_registry(aiohttp_client) -> None:
     m = samples(await (await second.get("/metrics")).text())
     assert m[("myagent_ws_active_connections", ())] == 0
     await ws.close()
+
+
+async def test_plain_get_on_ws_is_400_and_503_while_draining(aiohttp_client) -> None:
+    app = create_app(settings(), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    resp = await client.get("/ws")
+    assert resp.status == 400 and "WebSocket upgrade" in (await resp.json())["error"]
+    app[draining_key][0] = True
+    assert (await client.get("/ws")).status == 503
+    assert (await client.get("/health")).status == 503
+
+
+async def test_console_files_are_revalidated_on_every_load(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        resp = await client.get(path)
+        assert (resp.status, resp.headers.get("Cache-Control")) == (200, "no-cache"), path
