@@ -235,8 +235,9 @@ async def drain(app: web.Application) -> None:
                 told.add(connection)
                 connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
 
-    tell_everyone()
     sessions = app[sessions_key]
+    sessions.draining_retry_s = max(1.0, grace)
+    tell_everyone()
     if (store := app[store_key]) is not None:
         store.retire()  # other replicas can still replay our sessions once we are gone
     running = [s.task for s in sessions.sessions.values() if s.task is not None and s.running]

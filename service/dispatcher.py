@@ -16,7 +16,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent_loader.loader import AgentSpec
 from middleware.frames import FrameInfo, FrameRejected
-from service.errors import InternalError, InvalidMessage, ServiceError, TooManySessions
+from service.errors import (
+    InternalError,
+    InvalidMessage,
+    ServiceError,
+    ShuttingDown,
+    TooManySessions,
+)
 from service.frames import parse_frame
 from service.metrics import Metrics
 from service.outbox import FrameWriter
@@ -78,6 +84,7 @@ class Connection:
             else RemoteSessions(sessions.store, self.identity, self.id, self.deliver)
         )
         self.queue: deque[tuple[str, str]] = deque()  # live frames, bounded
+        self.queued_bytes = 0  # of the live frames (replays are bounded by the session's log)
         self.backlog: deque[tuple[str, str]] = deque()  # replayed frames, sent first
         self.wakeup = asyncio.Event()
         self.drained = asyncio.Event()  # set while nothing waits to be sent
@@ -101,12 +108,17 @@ class Connection:
         """Queue a frame; a client too slow to drain its queue is closed with 1013."""
         if self.closing:
             return
-        if len(self.queue) >= self.settings.server.send_queue_frames:
+        server = self.settings.server
+        if (
+            len(self.queue) >= server.send_queue_frames
+            or self.queued_bytes + len(data) > server.send_queue_bytes
+        ):
             self.metrics.slow_consumers_total.inc()
-            log.warning("slow_consumer_closed", queued=len(self.queue))
+            log.warning("slow_consumer_closed", queued=len(self.queue), bytes=self.queued_bytes)
             self.close(TRY_AGAIN_LATER, "send queue full: the client does not read")
             return
         self.queue.append((data, event))
+        self.queued_bytes += len(data)
         self.drained.clear()
         self.wakeup.set()
 
@@ -141,7 +153,7 @@ class Connection:
             self.wakeup.clear()
             while backlog or queue:
                 if not out.batching:  # a slow peer: one frame at a time, aiohttp waits for it
-                    data, event = (backlog or queue).popleft()
+                    data, event = self.next_frame()
                     if not await out.send(data):
                         break
                     self.metrics.sent(event).inc()
@@ -149,7 +161,7 @@ class Connection:
                 payloads, size = [], 0
                 counts.clear()
                 while (backlog or queue) and size < BATCH_BYTES:
-                    data, event = (backlog or queue).popleft()
+                    data, event = self.next_frame()
                     payload = data.encode()
                     payloads.append(payload)
                     size += len(payload)
@@ -162,12 +174,21 @@ class Connection:
                     self.metrics.sent(event).inc(count)
             self.drained.set()
 
+    def next_frame(self) -> tuple[str, str]:
+        """The next frame to send: replayed ones first, then live ones."""
+        if self.backlog:
+            return self.backlog.popleft()
+        frame = self.queue.popleft()
+        self.queued_bytes -= len(frame[0])
+        return frame
+
     def close(self, code: int, reason: str) -> None:
         """Stop sending and close the socket with `code` (from any task)."""
         if self.closing:
             return
         self.closing, self.close_code = True, code
         self.queue.clear()
+        self.queued_bytes = 0
         self.backlog.clear()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
@@ -266,7 +287,18 @@ class Connection:
 
     # --- events -----------------------------------------------------------------------------
 
+    def refuse_new_work(self) -> None:
+        """While the server drains, runs going may finish, but nothing new starts here."""
+        retry = self.registry.draining_retry_s
+        if retry is not None:
+            raise ShuttingDown(
+                "the server is shutting down and starts no new session or run; reconnect "
+                f"(another server, or this one once restarted) in {retry:g} s and resume",
+                retry_after_s=retry,
+            )
+
     async def on_create_session(self, frame: UserCreateSession) -> None:
+        self.refuse_new_work()
         name = frame.agent or next(iter(self.agents))
         spec = self.agents.get(name)
         if spec is None:
@@ -296,6 +328,7 @@ class Connection:
         return self.remote is not None and session_id not in self.registry.sessions
 
     async def on_message(self, frame: UserMessage) -> None:
+        self.refuse_new_work()
         if self.remote is not None and self.is_remote(frame.session_id):
             await self.remote.command(
                 frame.session_id, "message", frame.request_id, content=frame.content

@@ -9,6 +9,7 @@ ServiceError            an error a client may see: a code (ErrorCode) and a sent
 ├── RateLimited         a frame over the identity's rate; carries retry_after_s
 ├── InvalidJson / InvalidMessage / UnknownEvent   a frame that is not a client event
 ├── StoreUnavailable    Redis (the replicas' shared state) is unreachable; retry shortly
+├── ShuttingDown        the server drains: no new session or run here; reconnect elsewhere
 └── InternalError       a bug; the details are only in the log
 ConfigError             the YAML / env / flags are wrong; the CLI prints it and exits 2
 """
@@ -66,7 +67,11 @@ class UnknownEvent(ServiceError):
 
 
 class StoreUnavailable(ServiceError):
-    code = ErrorCode.INTERNAL
+    code = ErrorCode.UNAVAILABLE
+
+
+class ShuttingDown(ServiceError):
+    code = ErrorCode.SHUTTING_DOWN
 
 
 class InternalError(ServiceError):

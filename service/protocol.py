@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     MAX_STEPS = "max_steps"
     REPLAY_UNAVAILABLE = "replay_unavailable"
     MESSAGE_TOO_LARGE = "message_too_large"
+    UNAVAILABLE = "unavailable"
+    SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
 

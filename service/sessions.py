@@ -147,10 +147,20 @@ class Session:
         elif len(self.pending) >= MAX_PENDING:
             raise SessionBusy(f"{MAX_PENDING} messages are already waiting in this session")
         else:
+            if self.multitask == "interrupt":  # the newest message wins, also over waiting ones
+                while self.pending:
+                    self._supersede(self.pending.popleft()[1])
             self.pending.append((text, request_id))
             self._remember(request_id, "pending")
             if self.multitask == "interrupt":
                 self.cancel_task()
+
+    def _supersede(self, request_id: str | None) -> None:
+        """A waiting message replaced by a newer one: it ends, as a run would, interrupted."""
+        self.publish(AgentInterrupted, request_id=request_id)
+        if request_id is not None and self.last_frame is not None:
+            self._remember(request_id, f"superseded:{request_id}")
+            self.terminal_by_run[f"superseded:{request_id}"] = self.last_frame
 
     def _remember(self, request_id: str | None, run_id: str) -> None:
         if request_id is None:
@@ -256,6 +266,7 @@ class SessionRegistry:
         self.config = config
         self.clock = clock
         self.store = store
+        self.draining_retry_s: float | None = None  # set by the drain: no new session or run
         self.mirror: Mirror | None = None
         if store is not None:
             self.mirror = lambda session, seq, data, event: store.append(

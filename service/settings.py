@@ -57,6 +57,9 @@ class ServerSettings(Section):
         default=1 << 20, ge=1024, description="client frames must be smaller; else close 1009"
     )
     send_queue_frames: int = Field(default=2000, ge=10, description="per-socket send queue")
+    send_queue_bytes: int = Field(
+        default=8 << 20, ge=64 << 10, description="per-socket send queue, in bytes of JSON"
+    )
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
     trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
 

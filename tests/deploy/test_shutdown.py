@@ -143,3 +143,29 @@ async def test_pings_and_running_runs_keep_a_socket_open(aiohttp_client) -> None
     async with asyncio.timeout(5):  # idle again from now on
         assert (await ws.receive()).type is WSMsgType.CLOSE
     await ws.close()
+
+
+async def test_draining_server_starts_no_new_session_or_run(aiohttp_client) -> None:
+    from myagent.llm import AssistantTurn
+    from service.app import drain
+    from tests.service.conftest import GateTool, receive_until, scripted
+
+    gate_tool = GateTool(gate=asyncio.Event(), started=asyncio.Event(), cancelled=asyncio.Event())
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "done", tools=[gate_tool])
+    app = create_app(settings(server={"shutdown_grace_s": 10}), {"weather": factory})
+    client = await aiohttp_client(app)
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    await receive_until(ws, "agent.tool_call")
+    draining = asyncio.create_task(drain(app))
+    assert (await receive_until(ws, "system.shutdown"))[-1]["retry_after_s"] == 10
+    for frame in ({"event": "user.create_session"}, {"event": "user.message", "content": "more"}):
+        await ws.send_json({**frame, "session_id": sid})
+        error = (await receive_until(ws, "agent.error"))[-1]
+        assert (error["code"], error["retry_after_s"]) == ("shutting_down", 10)
+    gate_tool.gate.set()  # the run going finishes within the grace
+    assert (await receive_until(ws))[-1]["content"] == "done"
+    await asyncio.wait_for(draining, 5)
+    assert (await ws.receive()).data == 1001

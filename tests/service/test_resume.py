@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from aiohttp import WSMsgType
 
 from myagent.llm import AssistantTurn
@@ -136,6 +137,33 @@ async def test_multitask_interrupt_cancels_the_running_one(
     await ws.close()
 
 
+async def test_multitask_interrupt_the_newest_of_quick_messages_wins(
+    aiohttp_client, gate_tool: GateTool
+) -> None:
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "third", tools=[gate_tool])
+    app = create_app(settings(sessions={"multitask": "interrupt"}), {"weather": factory})
+    client = await aiohttp_client(app)
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
+    await receive_until(ws, "agent.tool_call")
+    for n in ("2", "3"):  # in one burst: "2" is still waiting when "3" comes
+        await ws.send_json(
+            {"event": "user.message", "session_id": sid, "content": n, "request_id": n}
+        )
+    ends = [(await receive_until(ws))[-1] for _ in range(3)]
+    assert sorted((e["event"], e.get("request_id", "")) for e in ends) == [
+        ("agent.final_answer", "3"),  # the script has one answer: "2" never ran
+        ("agent.interrupted", ""),  # the run of "1"
+        ("agent.interrupted", "2"),  # superseded before it started
+    ]
+    await ws.send_json(
+        {"event": "user.message", "session_id": sid, "content": "2", "request_id": "2"}
+    )
+    assert (await receive_until(ws))[-1] == next(e for e in ends if e.get("request_id") == "2")
+    await ws.close()
+
+
 async def test_retried_request_id_never_starts_a_second_run(aiohttp_client) -> None:
     factory = scripted("only once")  # a second run would exhaust the script
     client = await aiohttp_client(create_app(settings(), {"weather": factory}))
@@ -150,13 +178,17 @@ async def test_retried_request_id_never_starts_a_second_run(aiohttp_client) -> N
     await ws.close()
 
 
+@pytest.mark.parametrize(
+    "bound, frames",
+    [({"send_queue_frames": 20}, 20), ({"send_queue_bytes": 100_000}, 5)],  # 5 x 20 kB
+)
 async def test_slow_consumer_is_closed_1013_with_bounded_queue_and_stays_resumable(
-    aiohttp_client,
+    aiohttp_client, bound: dict[str, int], frames: int
 ) -> None:
     big = "x" * 20_000
     factory = scripted(AssistantTurn(content=big * 50))  # 1 MB streamed in 20 kB deltas
     app = create_app(
-        settings(server={"send_queue_frames": 20}, sessions={"buffer_bytes": 8_000_000}),
+        settings(server=bound, sessions={"buffer_bytes": 8_000_000}),
         {"weather": lambda: _chunked(factory())},
     )
     client = await aiohttp_client(app)
@@ -168,7 +200,7 @@ async def test_slow_consumer_is_closed_1013_with_bounded_queue_and_stays_resumab
         while (msg := await slow.receive()).type is WSMsgType.TEXT:
             received += 1
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1013)
-    assert received <= 20 + 2  # the queue bound (+ connected, session_created)
+    assert received <= frames + 2  # the queue bound (+ connected, session_created)
     session = app[sessions_key].sessions[sid]
     assert session.task is not None
     await asyncio.wait_for(asyncio.shield(session.task), 10)  # the run finished regardless
