@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,11 +121,18 @@ async def console(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
 
-async def revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
-    """The console's files are checked with the server each time (ETag / Last-Modified), so a
-    browser never runs an old app.js against a new page after an upgrade."""
-    if request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-cache")
+def static_files(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The console's files, by name. They are checked with the server on each load (ETag,
+    Last-Modified: no-cache), so a browser never runs an old app.js against a new page."""
+    files = {path.name: path for path in folder.iterdir() if path.is_file()}
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            return web.json_response({"error": "no such file"}, status=404)
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return static_file
 
 
 def websocket_response(settings: Settings) -> web.WebSocketResponse:
@@ -295,7 +302,6 @@ def create_app(
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/", ws_handler)
     if STATIC.is_dir():
-        app.router.add_static("/static/", STATIC, append_version=False)
-        app.on_response_prepare.append(revalidate_static)
+        app.router.add_get("/static/{name}", static_files(STATIC))
     stack.install(app)  # CORS on the routes; the upgrade's access-log line
     return app

@@ -31,6 +31,15 @@ REMEMBERED_REQUESTS = 64
 Mirror = Callable[["Session", int, str, str], None]  # (session, seq, json, event) -> store
 
 
+class RunCount:
+    """How many runs are going in this process: /health reads it, without a scan."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class Listener(Protocol):
     """Where a session's live events go: the connection attached to it."""
 
@@ -52,6 +61,7 @@ class Session:
         metrics: Metrics,
         multitask: str = "reject",
         mirror: Mirror | None = None,
+        runs: RunCount | None = None,
     ) -> None:
         self.id = session_id
         self.agent_name = agent_name
@@ -68,6 +78,7 @@ class Session:
         self.task: asyncio.Task[None] | None = None
         self.run_id: str | None = None
         self.multitask = multitask
+        self.runs = RunCount() if runs is None else runs
         self.pending: deque[tuple[str, str | None]] = deque()  # enqueued user.message frames
         self.runs_by_request: OrderedDict[str, str] = OrderedDict()  # request_id -> run_id
         self.terminal_by_run: dict[str, tuple[str, str]] = {}  # run_id -> its last frame
@@ -174,6 +185,7 @@ class Session:
         self.run_id = run_id = uuid.uuid4().hex
         self._remember(request_id, run_id)
         self.metrics.running_sessions.inc()
+        self.runs.value += 1
         self.run_started = self.cancel_at_start = False
         self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
 
@@ -232,6 +244,7 @@ class Session:
             finally:
                 duration = time.perf_counter() - started
                 self.metrics.running_sessions.dec()
+                self.runs.value -= 1
                 if self.listener is None:  # retention counts from the end of the last run
                     self.detached_at = time.monotonic()
                 if self.last_frame is not None:  # the run's terminal frame, for retries
@@ -266,6 +279,7 @@ class SessionRegistry:
         self.config = config
         self.clock = clock
         self.store = store
+        self.runs = RunCount()
         self.draining_retry_s: float | None = None  # set by the drain: no new session or run
         self.mirror: Mirror | None = None
         if store is not None:
@@ -278,7 +292,7 @@ class SessionRegistry:
 
     @property
     def running(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.running)
+        return self.runs.value
 
     def create(self, agent_name: str, owner: str, agent: BaseAgent) -> Session:
         session = Session(
@@ -291,6 +305,7 @@ class SessionRegistry:
             metrics=self.metrics,
             multitask=self.config.multitask,
             mirror=self.mirror,
+            runs=self.runs,
         )
         self.sessions[session.id] = session
         self.metrics.active_sessions.inc()

@@ -85,3 +85,31 @@ async def test_console_files_are_revalidated_on_every_load(aiohttp_client) -> No
     for path in ("/", "/static/app.js", "/static/style.css"):
         resp = await client.get(path)
         assert (resp.status, resp.headers.get("Cache-Control")) == (200, "no-cache"), path
+
+
+async def test_health_counts_running_sessions_while_a_run_goes(aiohttp_client) -> None:
+    import asyncio
+
+    from myagent.llm import AssistantTurn
+    from tests.service.conftest import GateTool, scripted
+
+    gate_tool = GateTool(gate=asyncio.Event(), started=asyncio.Event(), cancelled=asyncio.Event())
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "done", tools=[gate_tool])
+    client = await aiohttp_client(create_app(settings(), {"weather": factory}))
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    await receive_until(ws, "agent.tool_call")
+    assert (await (await client.get("/health")).json())["running_sessions"] == 1
+    gate_tool.gate.set()
+    await receive_until(ws)
+    assert (await (await client.get("/health")).json())["running_sessions"] == 0
+    await ws.close()
+
+
+async def test_static_serves_only_the_console_files(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    assert (await client.get("/static/markdown.js")).status == 200
+    for path in ("/static/nope.js", "/static/..%2Fapp.py", "/static/%2e%2e/app.py"):
+        assert (await client.get(path)).status == 404, path
