@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.loadgen import hold_idle, raise_fd_limit, run_load
+from bench.loadgen import cpu_seconds, hold_idle, raise_fd_limit, run_load
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -112,8 +113,8 @@ async def running(server: str) -> AsyncIterator[tuple[int, int, float]]:
             await asyncio.wait_for(process.wait(), 30)
 
 
-def wrk_health(port: int, seconds: int) -> float | None:
-    """Requests/s of GET /health under wrk (installed from Debian if missing)."""
+def find_wrk() -> str | None:
+    """wrk, installed from Debian if missing (as root)."""
     wrk = shutil.which("wrk")
     if wrk is None and os.geteuid() == 0:
         subprocess.run(["apt-get", "update", "-qq"], check=False)
@@ -121,43 +122,83 @@ def wrk_health(port: int, seconds: int) -> float | None:
             ["apt-get", "install", "-y", "-qq", "wrk"], check=False, stdout=subprocess.DEVNULL
         )
         wrk = shutil.which("wrk")
-    if wrk is None:
-        return None
+    return wrk
+
+
+def wrk_health(wrk: str, port: int, pid: int, seconds: int) -> dict[str, float]:
+    """GET /health under wrk: requests/s, and the server's CPU µs per request."""
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
-        [wrk, "-t2", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}/health"],
+        [wrk, "-t1", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}/health"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(match.group(1)) if match else None
+    cpu = cpu_seconds(pid) - cpu
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rps is None or count is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    return {
+        "requests_per_s": float(rps.group(1)),
+        "cpu_us_per_request": round(cpu / int(count.group(1)) * 1e6, 2),
+    }
 
 
-async def measure(quick: bool) -> dict[str, Any]:
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (this machine's speed drifts from minute to minute)."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        numeric = all(isinstance(v, int | float) for v in values)
+        out[key] = round(statistics.median(values), 3) if numeric else value
+    out["rounds"] = len(runs)
+    return out
+
+
+async def measure(quick: bool, rounds: int) -> dict[str, Any]:
+    """Every figure `rounds` times, the servers taking turns, so drift hits each alike."""
     raise_fd_limit()
     loads = [(10, 5)] if quick else [(50, 40), (500, 4)]
     idle = [100] if quick else [1000, 10000]
-    results: dict[str, Any] = {"loads": {}, "idle": {}, "health_rps": {}, "cold_start_s": {}}
-    for server in SERVERS:
-        token = TOKEN if server == "myagent-ws" else None
+    wrk = find_wrk()
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in SERVERS}
+    health: dict[str, list[dict[str, Any]]] = {}
+    cold: dict[str, list[float]] = {}
+    for round_no in range(1, rounds + 1):
         for connections, messages in loads:
-            async with running(server) as (port, pid, cold):
-                results["cold_start_s"].setdefault(server, round(cold, 3))
-                load = await run_load(port, pid, connections, messages, token)
-                results["loads"].setdefault(server, {})[str(connections)] = load.summary()
+            for server in SERVERS:
+                token = TOKEN if server == "myagent-ws" else None
+                async with running(server) as (port, pid, cold_s):
+                    cold.setdefault(server, []).append(cold_s)
+                    load = await run_load(port, pid, connections, messages, token)
+                samples[server].setdefault(str(connections), []).append(load.summary())
                 print(
-                    f"{server:11} {connections:4} sockets: {load.events_per_s:9.0f} events/s, "
-                    f"{load.cpu_us_per_event:6.1f} µs CPU/event, errors {load.errors}"
+                    f"round {round_no} {server:11} {connections:4} sockets: "
+                    f"{load.events_per_s:9.0f} events/s, {load.cpu_us_per_event:6.1f} µs "
+                    f"CPU/event, errors {load.errors}"
                 )
-        if server == "websockets":
-            continue
+        for server in ("ceiling", "myagent-ws") if wrk else ():
+            async with running(server) as (port, pid, _):
+                figures = wrk_health(wrk, port, pid, 2 if quick else 5)
+            health.setdefault(server, []).append(figures)
+            print(f"round {round_no} {server:11} /health: {figures}")
+    results: dict[str, Any] = {
+        "loads": {
+            server: {conns: median_of(runs) for conns, runs in by_conns.items()}
+            for server, by_conns in samples.items()
+        },
+        "health": {server: median_of(runs) for server, runs in health.items()},
+        "cold_start_s": {s: round(statistics.median(v), 3) for s, v in cold.items()},
+        "idle": {},
+    }
+    for server in ("ceiling", "myagent-ws"):
+        token = TOKEN if server == "myagent-ws" else None
         for count in idle:
             async with running(server) as (port, pid, _):
                 results["idle"].setdefault(server, {})[str(count)] = await hold_idle(
                     port, pid, count, token
                 )
-        async with running(server) as (port, pid, _):
-            results["health_rps"][server] = wrk_health(port, 2 if quick else 5)
     return results
 
 
@@ -165,10 +206,28 @@ def ratio(service: float | None, ceiling: float | None) -> str:
     return f"{service / ceiling:.2f}" if service and ceiling else "n/a"
 
 
+# figure -> (target, True if the service/ceiling ratio must be at least the target)
+TARGETS = {
+    "events_per_s": (0.70, True),
+    "cpu_us_per_event": (1.5, False),
+    "first_event_p99_ms": (2.0, False),
+    "requests_per_s": (0.80, True),
+}
+
+
+def verdict(key: str, service: float | None, ceiling: float | None) -> str:
+    if key not in TARGETS or not service or not ceiling:
+        return ""
+    target, at_least = TARGETS[key]
+    value = service / ceiling
+    met = value >= target if at_least else value <= target
+    return f"{'≥' if at_least else '≤'} {target:g}: {'met' if met else 'NOT met'}"
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| figure | ceiling | websockets | myagent-ws | myagent-ws / ceiling |",
-        "| --- | --- | --- | --- | --- |",
+        "| figure | ceiling | websockets | myagent-ws | myagent-ws / ceiling | target |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     loads = results["loads"]
     for conns in loads["ceiling"]:
@@ -183,24 +242,31 @@ def table(results: dict[str, Any]) -> str:
             row = [loads[s][conns][key] for s in SERVERS]
             lines.append(
                 f"| {label} @ {conns} sockets | {row[0]} | {row[1]} | {row[2]} | "
-                f"{ratio(row[2], row[0])} |"
+                f"{ratio(row[2], row[0])} | {verdict(key, row[2], row[0])} |"
             )
     for count, figures in results["idle"].get("myagent-ws", {}).items():
         ceiling = results["idle"].get("ceiling", {}).get(count, {})
+        per_socket = figures["rss_per_socket_kb"]
+        target = f"≤ 40 KB: {'met' if per_socket <= 40 else 'NOT met'}"
         lines.append(
             f"| RSS KB/socket, {count} idle | {ceiling.get('rss_per_socket_kb')} | – | "
-            f"{figures['rss_per_socket_kb']} (held {figures['held']}) | "
-            f"{ratio(figures['rss_per_socket_kb'], ceiling.get('rss_per_socket_kb'))} |"
+            f"{per_socket} (held {figures['held']}) | "
+            f"{ratio(per_socket, ceiling.get('rss_per_socket_kb'))} | {target} |"
         )
-    rps = results["health_rps"]
-    lines.append(
-        f"| /health requests/s (wrk) | {rps.get('ceiling')} | – | {rps.get('myagent-ws')} "
-        f"| {ratio(rps.get('myagent-ws'), rps.get('ceiling'))} |"
-    )
+    health = results["health"]
+    for key, label in (
+        ("requests_per_s", "/health requests/s (wrk)"),
+        ("cpu_us_per_request", "/health CPU µs/request"),
+    ):
+        ceiling, service = (health.get(s, {}).get(key) for s in ("ceiling", "myagent-ws"))
+        lines.append(
+            f"| {label} | {ceiling} | – | {service} | {ratio(service, ceiling)} | "
+            f"{verdict(key, service, ceiling)} |"
+        )
     cold = results["cold_start_s"]
     lines.append(
         f"| cold start to healthy s | {cold.get('ceiling')} | {cold.get('websockets')} | "
-        f"{cold.get('myagent-ws')} | {ratio(cold.get('myagent-ws'), cold.get('ceiling'))} |"
+        f"{cold.get('myagent-ws')} | {ratio(cold.get('myagent-ws'), cold.get('ceiling'))} | |"
     )
     return "\n".join(lines) + "\n"
 
@@ -258,13 +324,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny numbers (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rounds", type=int, default=3, help="each figure is a median of these")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.quick))
+    results = asyncio.run(measure(args.quick, 1 if args.quick else args.rounds))
     results["machine"] = {
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "tokens_per_answer": TOKENS_PER_ANSWER,
         "quick": args.quick,
+        "rounds": 1 if args.quick else args.rounds,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

