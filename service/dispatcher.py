@@ -85,6 +85,7 @@ class Connection:
         )
         self.queue: deque[tuple[str, str]] = deque()  # live frames, bounded
         self.queued_bytes = 0  # of the live frames (replays are bounded by the session's log)
+        self.burst = False  # a frame went out at once this turn: the next ones queue
         self.backlog: deque[tuple[str, str]] = deque()  # replayed frames, sent first
         self.wakeup = asyncio.Event()
         self.drained = asyncio.Event()  # set while nothing waits to be sent
@@ -105,8 +106,21 @@ class Connection:
     # --- sending ----------------------------------------------------------------------------
 
     def deliver(self, data: str, event: str) -> None:
-        """Queue a frame; a client too slow to drain its queue is closed with 1013."""
+        """Send a frame, or queue it; a client too slow to drain its queue is closed with 1013.
+
+        With nothing queued and the peer keeping up, the frame is written at once: the first
+        frame of a burst (a run's first token) does not wait for the writer task's turn, and
+        the rest of the burst queues behind it, for the writer to send in one write.
+        """
         if self.closing:
+            return
+        if not self.burst and not self.queue and not self.backlog and self.out.batching:
+            if self.out.write((data.encode(),)):
+                self.metrics.sent(event).inc()
+                if self.debug_frames:
+                    log.debug("frame_out", frame=event, size=len(data))
+            self.burst = True  # until the writer's turn, frames queue behind this one
+            self.wakeup.set()
             return
         server = self.settings.server
         if (
@@ -172,6 +186,7 @@ class Connection:
                     break
                 for event, count in counts.items():
                     self.metrics.sent(event).inc(count)
+            self.burst = False
             self.drained.set()
 
     def next_frame(self) -> tuple[str, str]:
