@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from myagent.llm import AssistantTurn
 from service.app import create_app
@@ -100,18 +100,23 @@ async def test_detached_session_expires_after_retention(aiohttp_client) -> None:
     await second.close()
 
 
-async def test_multitask_enqueue_runs_messages_in_order(
-    aiohttp_client, gate_tool: GateTool
-) -> None:
-    factory = scripted(
-        AssistantTurn.call("slow_lookup", query="x"), "first", "second", tools=[gate_tool]
-    )
-    app = create_app(settings(sessions={"multitask": "enqueue"}), {"weather": factory})
-    client = await aiohttp_client(app)
-    ws = await open_ws(client)
+async def running_session(
+    aiohttp_client, gate_tool: GateTool, multitask: str, *answers: str
+) -> tuple[ClientWebSocketResponse, str]:
+    """A session whose first message ("1") is held in a tool call; then `answers` are scripted."""
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), *answers, tools=[gate_tool])
+    app = create_app(settings(sessions={"multitask": multitask}), {"weather": factory})
+    ws = await open_ws(await aiohttp_client(app))
     sid = await create_session(ws)
     await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
     await receive_until(ws, "agent.tool_call")
+    return ws, sid
+
+
+async def test_multitask_enqueue_runs_messages_in_order(
+    aiohttp_client, gate_tool: GateTool
+) -> None:
+    ws, sid = await running_session(aiohttp_client, gate_tool, "enqueue", "first", "second")
     await ws.send_json({"event": "user.message", "session_id": sid, "content": "2"})
     gate_tool.gate.set()
     one, two = await receive_until(ws), await receive_until(ws)
@@ -123,13 +128,7 @@ async def test_multitask_enqueue_runs_messages_in_order(
 async def test_multitask_interrupt_cancels_the_running_one(
     aiohttp_client, gate_tool: GateTool
 ) -> None:
-    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "newer", tools=[gate_tool])
-    app = create_app(settings(sessions={"multitask": "interrupt"}), {"weather": factory})
-    client = await aiohttp_client(app)
-    ws = await open_ws(client)
-    sid = await create_session(ws)
-    await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
-    await receive_until(ws, "agent.tool_call")
+    ws, sid = await running_session(aiohttp_client, gate_tool, "interrupt", "newer")
     await ws.send_json({"event": "user.message", "session_id": sid, "content": "2"})
     first, second = await receive_until(ws), await receive_until(ws)
     assert first[-1]["event"] == "agent.interrupted" and gate_tool.cancelled.is_set()
@@ -140,13 +139,7 @@ async def test_multitask_interrupt_cancels_the_running_one(
 async def test_multitask_interrupt_the_newest_of_quick_messages_wins(
     aiohttp_client, gate_tool: GateTool
 ) -> None:
-    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "third", tools=[gate_tool])
-    app = create_app(settings(sessions={"multitask": "interrupt"}), {"weather": factory})
-    client = await aiohttp_client(app)
-    ws = await open_ws(client)
-    sid = await create_session(ws)
-    await ws.send_json({"event": "user.message", "session_id": sid, "content": "1"})
-    await receive_until(ws, "agent.tool_call")
+    ws, sid = await running_session(aiohttp_client, gate_tool, "interrupt", "third")
     for n in ("2", "3"):  # in one burst: "2" is still waiting when "3" comes
         await ws.send_json(
             {"event": "user.message", "session_id": sid, "content": n, "request_id": n}
