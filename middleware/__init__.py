@@ -33,7 +33,6 @@ from middleware.base import (
 )
 from middleware.client import ClientResolver, RequestContext
 from middleware.frames import FrameInfo, FrameRejected
-from middleware.keys import started_key
 from middleware.origin import setup_cors
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.store import LimitStore, MemoryStore
@@ -70,13 +69,13 @@ class Stack:
         @web.middleware
         async def stack(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path in PROBES and not is_upgrade(request):
-                request[started_key] = clock()
+                started = clock()
                 try:
                     response = await handler(request)
                 except web.HTTPException as exc:
-                    access.record(request, exc.status)
+                    access.probe(request, exc.status, started)
                     raise
-                access.record(request, response.status)
+                access.probe(request, response.status, started)
                 return response
             for layer in reversed(chain):
                 handler = functools.partial(layer.handle, handler=handler)

@@ -79,6 +79,14 @@ class AccessLog:
         requests.inc()
         durations.observe(duration)
 
+    def probe(self, request: web.Request, status: int, started: float) -> None:
+        """A health probe's count; its line only when debug is on (probes come all day)."""
+        if self.probe_lines or status >= 400:
+            request[started_key] = started
+            self.record(request, status)
+        else:
+            self.count(request.path, status, self.clock() - started)
+
     def record(self, request: web.Request, status: int, *, reason: str | None = None) -> None:
         if request.get(logged_key):
             return

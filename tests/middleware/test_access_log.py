@@ -169,3 +169,21 @@ async def test_logging_a_failing_handler_is_logged_as_500(aiohttp_client, logs) 
     assert (await client.get("/boom")).status == 500
     [line] = requests_logged(logs)
     assert (line["status"], line["route"], line["log_level"]) == (500, "/boom", "error")
+
+
+async def test_logging_counts_health_probes_without_a_line_at_info(aiohttp_client) -> None:
+    old = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with structlog.testing.capture_logs() as entries:
+            app = service_app(make_settings())  # built at info: probe lines are not wanted
+            client = await aiohttp_client(app)
+            for _ in range(3):
+                assert (await client.get("/health")).status == 200
+    finally:
+        structlog.configure(wrapper_class=old["wrapper_class"])
+    metrics = app[metrics_key]
+    assert sample(metrics, "myagent_ws_http_requests_total", route="/health", status="200") == 3
+    duration = "myagent_ws_http_request_duration_seconds_count"
+    assert sample(metrics, duration, route="/health") == 3
+    assert requests_logged(entries) == []
