@@ -281,16 +281,20 @@ def chart(results: dict[str, Any], path: Path) -> None:
         print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for server in SERVERS:
+    for index, server in enumerate(SERVERS):
+        color = f"C{index}"  # one colour a server, in both panels
         loads = results["loads"][server]
         conns = [int(c) for c in loads]
-        left.plot(conns, [loads[c]["events_per_s"] for c in loads], marker="o", label=server)
+        left.plot(
+            conns, [loads[c]["events_per_s"] for c in loads], marker="o", color=color, label=server
+        )
         for p, style in ((50, ":"), (99, "-")):
             right.plot(
                 conns,
                 [loads[c][f"first_event_p{p}_ms"] for c in loads],
                 style,
                 marker="o",
+                color=color,
                 label=f"{server} p{p}",
             )
     left.set(title="server → client events/s", xlabel="connections", xscale="log")
