@@ -115,10 +115,7 @@ class Connection:
         if self.closing:
             return
         if not self.burst and not self.queue and not self.backlog and self.out.batching:
-            if self.out.write((data.encode(),)):
-                self.metrics.sent(event).inc()
-                if self.debug_frames:
-                    log.debug("frame_out", frame=event, size=len(data))
+            self.write([(data, event)])
             self.burst = True  # until the writer's turn, frames queue behind this one
             self.wakeup.set()
             return
@@ -161,7 +158,6 @@ class Connection:
     async def write_loop(self) -> None:
         """Send the queued frames: a burst in one socket write (FrameWriter), replays first."""
         queue, backlog, out = self.queue, self.backlog, self.out
-        counts: dict[str, int] = {}
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
@@ -172,22 +168,27 @@ class Connection:
                         break
                     self.metrics.sent(event).inc()
                     continue
-                payloads, size = [], 0
-                counts.clear()
+                frames, size = [], 0
                 while (backlog or queue) and size < BATCH_BYTES:
-                    data, event = self.next_frame()
-                    payload = data.encode()
-                    payloads.append(payload)
-                    size += len(payload)
-                    counts[event] = counts.get(event, 0) + 1
-                    if self.debug_frames:
-                        log.debug("frame_out", frame=event, size=len(payload))
-                if not out.write(payloads):
+                    frames.append(frame := self.next_frame())
+                    size += len(frame[0])
+                if not self.write(frames):
                     break
-                for event, count in counts.items():
-                    self.metrics.sent(event).inc(count)
             self.burst = False
             self.drained.set()
+
+    def write(self, frames: list[tuple[str, str]]) -> bool:
+        """Write frames to the socket in one call and count them; False if it is closing."""
+        if not self.out.write([data.encode() for data, _ in frames]):
+            return False
+        counts: dict[str, int] = {}
+        for data, event in frames:
+            counts[event] = counts.get(event, 0) + 1
+            if self.debug_frames:
+                log.debug("frame_out", frame=event, size=len(data))
+        for event, count in counts.items():
+            self.metrics.sent(event).inc(count)
+        return True
 
     def next_frame(self) -> tuple[str, str]:
         """The next frame to send: replayed ones first, then live ones."""
