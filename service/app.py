@@ -207,7 +207,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     app[connections_key].add(connection)
     metrics.connections_total.inc()
-    metrics.active_connections.inc()
     with bound_context(connection_id=connection.id):
         log.info("ws_connected")
         try:
@@ -221,7 +220,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await connection.serve()
         finally:
             app[connections_key].discard(connection)
-            metrics.active_connections.dec()
             code = int(connection.close_code or ws.close_code or 1006)
             metrics.connections_closed_total.labels(str(code)).inc()
             log.info("ws_closed", code=code)
@@ -297,7 +295,9 @@ def create_app(
     app[store_key] = store
     app[agents_key] = specs
     app[metrics_key] = metrics
-    app[connections_key] = set()
+    connections: set[Connection] = set()
+    app[connections_key] = connections
+    metrics.active_connections.set_function(lambda: len(connections))  # read at each scrape
     app[started_key] = time.monotonic()
     app[draining_key] = [False]
     app[frame_hooks_key] = stack.frame_hooks

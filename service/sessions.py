@@ -32,7 +32,7 @@ Mirror = Callable[["Session", int, str, str], None]  # (session, seq, json, even
 
 
 class RunCount:
-    """How many runs are going in this process: /health reads it, without a scan."""
+    """How many runs are going in this process: /health and the gauge read it, without a scan."""
 
     __slots__ = ("value",)
 
@@ -184,7 +184,6 @@ class Session:
     def _start(self, text: str, request_id: str | None) -> None:
         self.run_id = run_id = uuid.uuid4().hex
         self._remember(request_id, run_id)
-        self.metrics.running_sessions.inc()
         self.runs.value += 1
         self.run_started = self.cancel_at_start = False
         self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
@@ -243,7 +242,6 @@ class Session:
                 )
             finally:
                 duration = time.perf_counter() - started
-                self.metrics.running_sessions.dec()
                 self.runs.value -= 1
                 if self.listener is None:  # retention counts from the end of the last run
                     self.detached_at = time.monotonic()
@@ -280,6 +278,8 @@ class SessionRegistry:
         self.clock = clock
         self.store = store
         self.runs = RunCount()
+        metrics.active_sessions.set_function(lambda: len(self.sessions))  # read at each scrape
+        metrics.running_sessions.set_function(lambda: self.runs.value)
         self.draining_retry_s: float | None = None  # set by the drain: no new session or run
         self.mirror: Mirror | None = None
         if store is not None:
@@ -308,7 +308,6 @@ class SessionRegistry:
             runs=self.runs,
         )
         self.sessions[session.id] = session
-        self.metrics.active_sessions.inc()
         if self.store is not None:
             self.store.register(session.id, owner, agent_name)
         return session
@@ -321,10 +320,8 @@ class SessionRegistry:
 
     def discard(self, session: Session) -> None:
         """Forget a session and cancel its run without waiting for it."""
-        if self.sessions.pop(session.id, None) is not None:
-            self.metrics.active_sessions.dec()
-            if self.store is not None:
-                self.store.unregister(session.id)
+        if self.sessions.pop(session.id, None) is not None and self.store is not None:
+            self.store.unregister(session.id)
         if session.running:
             session.cancel_task()
 
