@@ -34,16 +34,20 @@ frame_log = structlog.get_logger("myagent_ws.frames")
 CLIENT_CLOSED = 499  # the client went away before an answer (nginx's convention)
 PROBES = frozenset({"/health", "/metrics"})  # polled every few seconds: their lines are debug
 MAX_PATH = 200
-# a token a client put in the path (`/ws%3Ftoken%3DT` decodes to `/ws?token=T`, `/ws;token=T`)
-TOKEN_IN_PATH = re.compile(r"(token=)[^&;?#]*", re.IGNORECASE)  # tokens may hold a /
+# a token in text we log: `token=T` (a query string, or a path: `/ws%3Ftoken%3DT` decodes to
+# `/ws?token=T`), or `Bearer T` (a header); tokens may hold a /
+SECRET = re.compile(r"(token=|bearer\s+)[^\s&;?#'\"\\]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with every token in it replaced by [redacted]."""
+    return SECRET.sub(r"\1[redacted]", text)
 
 
 def logged_path(request: web.Request) -> str:
     """The path as logged: never the query string, and a `token=` value in it redacted."""
     path = request.path
-    if "=" in path:  # most paths have none: skip the regex
-        path = TOKEN_IN_PATH.sub(r"\1[redacted]", path)
-    return path[:MAX_PATH]
+    return (redact(path) if "=" in path else path)[:MAX_PATH]  # most paths have no "="
 
 
 def route_template(request: web.Request) -> str:

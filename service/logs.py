@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
@@ -12,20 +11,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 
+from middleware.access_log import redact
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-
-
-# what a token looks like in text aiohttp logs: `?token=T` in a request line, `Bearer T` in a header
-SECRET = re.compile(r"(token=|bearer\s+)[^\s&'\"\\]+", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    return SECRET.sub(r"\1[redacted]", text)
 
 
 class BadRequestFilter(logging.Filter):
