@@ -24,12 +24,12 @@ from aiohttp.typedefs import Middleware as AiohttpMiddleware
 from middleware.access_log import AccessLog, LoggingMiddleware
 from middleware.auth import AuthMiddleware, protected_mode_problem
 from middleware.base import (
+    HEALTH_PATH,
     Middleware,
     StackConfigError,
     StackContext,
     StackMetrics,
     StackSettings,
-    is_upgrade,
 )
 from middleware.client import ClientResolver, RequestContext
 from middleware.frames import FrameInfo, FrameRejected
@@ -41,9 +41,6 @@ MIDDLEWARES: dict[str, type[Middleware]] = {
     layer.name: layer for layer in (AuthMiddleware, RateLimitMiddleware, LoggingMiddleware)
 }
 FrameHook = Callable[[FrameInfo], Awaitable[None]]
-
-
-PROBES = frozenset({"/health"})  # public and never limited: answered in front of the layers
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ class Stack:
 
         @web.middleware
         async def stack(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path in PROBES and not is_upgrade(request):
+            if request.path == HEALTH_PATH:  # no socket is served there, whatever the headers
                 started = clock()
                 try:
                     response = await handler(request)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
-from middleware.base import Middleware, StackContext, StackMetrics
+from middleware.base import HEALTH_PATH, METRICS_PATH, Middleware, StackContext, StackMetrics
 from middleware.frames import FrameInfo
 from middleware.keys import (
     ANONYMOUS,
@@ -32,7 +32,7 @@ from middleware.keys import (
 log = structlog.get_logger("myagent_ws.http")
 frame_log = structlog.get_logger("myagent_ws.frames")
 CLIENT_CLOSED = 499  # the client went away before an answer (nginx's convention)
-PROBES = frozenset({"/health", "/metrics"})  # polled every few seconds: their lines are debug
+PROBES = frozenset({HEALTH_PATH, METRICS_PATH})  # polled every few seconds: their lines are debug
 MAX_PATH = 200
 # a token in text we log: `token=T` (a query string, or a path: `/ws%3Ftoken%3DT` decodes to
 # `/ws?token=T`), or `Bearer T` (a header); tokens may hold a /

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 
 from middleware.access_log import AccessLog
 from middleware.base import (
+    METRICS_PATH,
     Middleware,
     StackContext,
     StackMetrics,
@@ -34,10 +35,8 @@ from middleware.origin import OriginPolicy
 from middleware.store import LimitStore
 
 SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
-PUBLIC_PATHS = frozenset({"/health"})  # never need a token
 PAGE_PATHS = frozenset({"/"})  # the web console: its page is public, its upgrade is not
 PUBLIC_PREFIXES = ("/static/",)
-METRICS_PATH = "/metrics"
 REALM = 'Bearer realm="myagent-ws"'
 MISSING = (
     "a token is required: send the header `Authorization: Bearer <token>`, "
@@ -186,7 +185,7 @@ class AuthMiddleware(Middleware):
         if request.method == hdrs.METH_OPTIONS:
             return True  # a CORS preflight never carries credentials
         path = request.path
-        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        if path.startswith(PUBLIC_PREFIXES):
             return True  # no socket is served there, whatever the headers say
         return not upgrade and path in PAGE_PATHS
 

@@ -144,6 +144,10 @@ class Middleware:
         return type(self).on_frame is not Middleware.on_frame
 
 
+HEALTH_PATH = "/health"  # answered in front of the layers: public, never limited
+METRICS_PATH = "/metrics"  # takes only the metrics token, if one is set; never limited
+
+
 def is_upgrade(request: web.Request) -> bool:
     return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
 

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 
 from middleware.access_log import AccessLog
 from middleware.base import (
+    METRICS_PATH,
     LimitOptions,
     Middleware,
     StackContext,
@@ -34,7 +35,7 @@ from middleware.keys import ANONYMOUS, client_ip_key, identity_key
 from middleware.store import LimitStore
 
 log = structlog.get_logger("myagent_ws.rate_limit")
-EXEMPT_PATHS = ("/health", "/metrics")  # probes and scrapes are never throttled
+EXEMPT_PATHS = (METRICS_PATH,)  # scrapes are never throttled (health probes skip the stack)
 CAPACITY_RETRY_S = 5.0  # Retry-After when a connection cap is reached (no better estimate)
 MESSAGE = "user.message"
 
