@@ -350,7 +350,9 @@ class Connection:
                 frame.session_id, "message", frame.request_id, content=frame.content
             )
         else:
-            self.session(frame.session_id).submit(frame.content, frame.request_id)
+            again = self.session(frame.session_id).submit(frame.content, frame.request_id)
+            if again is not None:  # a retried request_id: the first run's terminal frame
+                self.deliver(*again)
 
     async def on_cancel(self, frame: UserCancel) -> None:
         if self.remote is not None and self.is_remote(frame.session_id):

@@ -142,33 +142,28 @@ async def handle_command(app: web.Application, store: RedisState, message: dict[
     registry = app[sessions_key]
     request_id = message.get("request_id")
     session_id = str(message.get("session_id"))
-    reply: ServerEvent | None = None
-    answer: tuple[str, str] | None = None  # a retried request's terminal frame
+    answer: ServerEvent | tuple[str, str] | None = None  # a reply, or a frame already made
     try:
         session = registry.get(session_id, str(message.get("identity")))
         match message.get("kind"):
             case "message":
-                first_run = session.runs_by_request.get(request_id) if request_id else None
-                if first_run is None:
-                    session.submit(str(message.get("content")), request_id)
-                else:  # a retry never starts a second run; a finished one answers again
-                    answer = session.terminal_by_run.get(first_run)
+                answer = session.submit(str(message.get("content")), request_id)
             case "cancel":
                 session.cancel_run()
             case "close":
                 await registry.close(session)
-                reply = AgentSessionClosed(session_id=session_id, request_id=request_id)
+                answer = AgentSessionClosed(session_id=session_id, request_id=request_id)
     except ServiceError as exc:
         app[metrics_key].errors_total.labels(ErrorCode(exc.code).value).inc()
-        reply = AgentErrorEvent(
+        answer = AgentErrorEvent(
             error=str(exc),
             code=exc.code,
             request_id=request_id,
             session_id=session_id,
             retry_after_s=exc.retry_after_s,
         )
-    if reply is not None:
-        answer = (reply.to_json(), reply.event)
+    if isinstance(answer, ServerEvent):
+        answer = (answer.to_json(), answer.event)
     if answer is not None:
         await store.send(
             str(message.get("reply_to")),

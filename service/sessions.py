@@ -137,17 +137,14 @@ class Session:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def submit(self, text: str, request_id: str | None) -> None:
+    def submit(self, text: str, request_id: str | None) -> tuple[str, str] | None:
         """A user.message: start a run, or apply the multitask policy if one is going.
 
-        A request_id seen before never starts a second run: a finished run's terminal frame is
-        sent again; a running one just goes on streaming.
+        A request_id seen before never starts a second run: the first run's terminal frame is
+        returned, for the caller to send again (None while that run still streams).
         """
         if request_id is not None and request_id in self.runs_by_request:
-            last = self.terminal_by_run.get(self.runs_by_request[request_id])
-            if last is not None and self.listener is not None:
-                self.listener.deliver(*last)
-            return
+            return self.terminal_by_run.get(self.runs_by_request[request_id])
         if not self.running:
             self._start(text, request_id)
         elif self.multitask == "reject":
@@ -165,6 +162,7 @@ class Session:
             self._remember(request_id, "pending")
             if self.multitask == "interrupt":
                 self.cancel_task()
+        return None
 
     def _supersede(self, request_id: str | None) -> None:
         """A waiting message replaced by a newer one: it ends, as a run would, interrupted."""
