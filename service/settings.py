@@ -41,6 +41,16 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+def comma_list(value: Any) -> Any:
+    """`a, b` (as an environment variable gives it) is the list [a, b]; a list stays."""
+    if isinstance(value, str):
+        return [entry.strip() for entry in value.split(",") if entry.strip()]
+    return value
+
+
+RAW_ENV = {("auth", "tokens"), ("cors", "allowed_origins"), ("middlewares",)}  # comma lists
+
+
 class Section(BaseModel):
     # hide_input_in_errors: a validation error must not print the tokens it was given
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -85,12 +95,7 @@ class AuthSettings(Section):
     tokens: list[TokenEntry | str] = Field(default_factory=list)
     metrics_token: str | None = None
 
-    @field_validator("tokens", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+    _split = field_validator("tokens", mode="before")(comma_list)
 
     @model_validator(mode="after")
     def _parse(self) -> AuthSettings:
@@ -131,12 +136,7 @@ class LoggingSettings(Section):
 class CorsSettings(Section):
     allowed_origins: list[str] = Field(default_factory=list)
 
-    @field_validator("allowed_origins", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return (
-            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-        )
+    _split = field_validator("allowed_origins", mode="before")(comma_list)
 
     @field_validator("allowed_origins")
     @classmethod
@@ -187,6 +187,8 @@ class Settings(Section):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     state: StateSettings = Field(default_factory=StateSettings)
 
+    _split = field_validator("middlewares", mode="before")(comma_list)
+
     @field_validator("middlewares")
     @classmethod
     def _known_middlewares(cls, value: list[str]) -> list[str]:
@@ -235,15 +237,9 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         key = name[len(ENV_PREFIX) :]
         path = ENV_ALIASES.get(key) or tuple(part.lower() for part in key.split("__"))
-        if len(path) < 2 and path != ("middlewares",):
+        if len(path) < 2 and key not in ENV_ALIASES:
             continue
-        if path == ("middlewares",):
-            value: Any = [entry.strip() for entry in raw.split(",") if entry.strip()]
-        elif path in {("auth", "tokens"), ("cors", "allowed_origins")}:
-            value = raw
-        else:
-            value = yaml.safe_load(raw)
-        _set(tree, path, value)
+        _set(tree, path, raw if path in RAW_ENV else yaml.safe_load(raw))
     return tree
 
 
