@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
 from tests.support.system import require, service_process
 
@@ -41,6 +41,22 @@ async def ask(page: Page, text: str) -> None:
 
 async def shown_seqs(page: Page) -> list[int]:
     return list(await page.evaluate("window.__console.seqs"))
+
+
+@contextlib.asynccontextmanager
+async def console(
+    browser: Browser,
+    agent: Path,
+    tmp_path: Path,
+    *,
+    viewport: ViewportSize | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[Page]:
+    """The console page of a service serving `agent`, with `env` added to its environment."""
+    async with service_process(agent, tmp_path, **(env or {})) as port:
+        page = await browser.new_page(viewport=viewport)
+        await page.goto(f"http://127.0.0.1:{port}/")  # the page itself never needs a token
+        yield page
 
 
 async def test_console_asks_the_weather_agent(browser: Browser, tmp_path: Path) -> None:
@@ -91,9 +107,7 @@ line two <img src=x onerror=alert(1)> <script>alert(2)</script>
 async def test_console_markdown_is_rendered_as_text_and_safe_elements(
     browser: Browser, tmp_path: Path
 ) -> None:
-    async with service_process(WEATHER, tmp_path) as port:
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+    async with console(browser, WEATHER, tmp_path) as page:
         html = await page.evaluate(
             """async (text) => {
                 const { renderMarkdown } = await import("/static/markdown.js");
@@ -115,9 +129,7 @@ async def test_console_markdown_is_rendered_as_text_and_safe_elements(
 async def test_console_shows_the_answer_below_the_tool_card_it_used(
     browser: Browser, tmp_path: Path
 ) -> None:
-    async with service_process(PREAMBLE, tmp_path) as port:
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+    async with console(browser, PREAMBLE, tmp_path) as page:
         await ask(page, "weather in Beijing?")
         await expect(page.locator(".answer:not(.streaming)")).to_have_text(
             "It is sunny in Beijing."
@@ -135,9 +147,7 @@ async def test_console_shows_the_answer_below_the_tool_card_it_used(
 async def test_console_keeps_the_run_state_and_composer_in_view_on_a_phone(
     browser: Browser, tmp_path: Path
 ) -> None:
-    async with service_process(WEATHER, tmp_path) as port:
-        page = await browser.new_page(viewport={"width": 390, "height": 844})
-        await page.goto(f"http://127.0.0.1:{port}/")
+    async with console(browser, WEATHER, tmp_path, viewport={"width": 390, "height": 844}) as page:
         await expect(page.get_by_text("new session with weather-assistant")).to_be_visible()
         for asked in range(1, 6):  # more than a screen of chat
             await ask(page, "查询北京天气")
@@ -161,9 +171,7 @@ async def test_console_refused_message_leaves_the_run_idle(
         "MYAGENT_WS_RATE_LIMIT__MESSAGES_PER_S": "0.01",
         "MYAGENT_WS_RATE_LIMIT__MESSAGES_BURST": "1",
     }
-    async with service_process(WEATHER, tmp_path, **limits) as port:
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+    async with console(browser, WEATHER, tmp_path, env=limits) as page:
         await ask(page, "查询北京天气")
         await expect(page.locator(".answer:not(.streaming)")).to_have_count(1)
         await ask(page, "查询上海天气")
@@ -173,9 +181,7 @@ async def test_console_refused_message_leaves_the_run_idle(
 
 
 async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: Path) -> None:
-    async with service_process(SLOW, tmp_path, SLOW_TOOL_S="30") as port:
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+    async with console(browser, SLOW, tmp_path, env={"SLOW_TOOL_S": "30"}) as page:
         await expect(page.get_by_text("new session with slow")).to_be_visible()
         await ask(page, "slow report on 天气")
         await expect(page.locator(".tool")).to_have_attribute("data-status", "running")
@@ -272,9 +278,7 @@ async def test_console_resumes_after_the_socket_drops_without_losing_an_event(
 async def test_console_needs_the_token_when_the_server_has_one(
     browser: Browser, tmp_path: Path
 ) -> None:
-    async with service_process(WEATHER, tmp_path, MYAGENT_WS_TOKENS="s3cret") as port:
-        page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")  # the page itself needs no token
+    async with console(browser, WEATHER, tmp_path, env={"MYAGENT_WS_TOKENS": "s3cret"}) as page:
         await expect(page.get_by_text("connection refused").first).to_be_visible()
         await page.screenshot(path=SHOTS / "refused.png", full_page=True)
         await page.fill("#token", "s3cret")
