@@ -59,9 +59,9 @@ class Session:
         max_events: int,
         max_bytes: int,
         metrics: Metrics,
+        runs: RunCount,
         multitask: str = "reject",
         mirror: Mirror | None = None,
-        runs: RunCount | None = None,
     ) -> None:
         self.id = session_id
         self.agent_name = agent_name
@@ -78,7 +78,7 @@ class Session:
         self.task: asyncio.Task[None] | None = None
         self.run_id: str | None = None
         self.multitask = multitask
-        self.runs = RunCount() if runs is None else runs
+        self.runs = runs  # the registry's: shared by its sessions
         self.pending: deque[tuple[str, str | None]] = deque()  # enqueued user.message frames
         self.runs_by_request: OrderedDict[str, str] = OrderedDict()  # request_id -> run_id
         self.terminal_by_run: dict[str, tuple[str, str]] = {}  # run_id -> its last frame
