@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -75,6 +77,7 @@ class RedisState:
         self.status_changed = asyncio.Event()  # set on every ok <-> degraded change
         self.dropped = 0
         self.on_command: Handler | None = None
+        self.touched_at = -math.inf
         self.retiring = False  # shutting down: keep the records of our sessions, ownerless
         self.tasks: list[asyncio.Task[None]] = []
         self.followers: set[asyncio.Task[None]] = set()
@@ -147,8 +150,11 @@ class RedisState:
         self.retiring = True
 
     def touch(self, session_ids: list[str]) -> None:
-        """Keep the records and logs of the sessions this replica holds from expiring."""
-        if session_ids:
+        """Keep the records and logs of the sessions this replica holds from expiring: an
+        EXPIRE a session, once a third of their TTL has gone (called every few seconds)."""
+        now = time.monotonic()
+        if session_ids and now - self.touched_at >= self.ttl_s / 3:
+            self.touched_at = now
             self._put(("touch", session_ids))
 
     async def sync(self) -> None:
