@@ -32,7 +32,7 @@ from middleware.base import (
 )
 from middleware.frames import FrameInfo, FrameRejected
 from middleware.keys import ANONYMOUS, client_ip_key, identity_key
-from middleware.store import LimitStore
+from middleware.store import LimitStore, MemoryStore
 
 log = structlog.get_logger("myagent_ws.rate_limit")
 EXEMPT_PATHS = (METRICS_PATH,)  # scrapes are never throttled (health probes skip the stack)
@@ -72,6 +72,7 @@ class RateLimitMiddleware(Middleware):
         self.metrics = metrics
         self.clock = clock
         self.exempt = frozenset(exempt_paths)
+        self.local = MemoryStore()  # frames other than user.message: per process, no round trip
         self.open: dict[str, int] = {}  # subject -> open sockets (this process)
         self.total = 0
 
@@ -142,11 +143,12 @@ class RateLimitMiddleware(Middleware):
     async def on_frame(self, frame: FrameInfo) -> None:
         state = _socket.get() or SocketState(frame.identity)  # outside a stack: never closes
         limits = self.limits
-        if frame.event == MESSAGE:
+        if frame.event == MESSAGE:  # they cost model tokens: limited across replicas
             key, rate, burst = f"msg:{state.subject}", limits.messages_per_s, limits.messages_burst
+            wait = await self.store.take(key, rate, burst, self.clock())
         else:
             key, rate, burst = f"frame:{state.subject}", limits.frames_per_s, limits.frames_burst
-        wait = await self.store.take(key, rate, burst, self.clock())
+            wait = await self.local.take(key, rate, burst, self.clock())
         if wait is None:
             state.violations = 0
             return

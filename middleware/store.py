@@ -71,3 +71,16 @@ class MemoryStore:
         self.next_sweep = now + self.sweep_every_s
         for key in [k for k, tat in self.tat.items() if tat <= now]:
             del self.tat[key]
+
+
+class LimitSlot:
+    """A LimitStore that is filled in later: in memory until the app's shared store is up."""
+
+    def __init__(self) -> None:
+        self.target: LimitStore = MemoryStore()
+
+    async def take(self, key: str, rate: float, burst: int, now: float) -> float | None:
+        return await self.target.take(key, rate, burst, now)
+
+    async def peek(self, key: str, rate: float, burst: int, now: float) -> float | None:
+        return await self.target.peek(key, rate, burst, now)

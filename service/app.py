@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -19,31 +18,36 @@ import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
 from middleware.base import bound_context
+from middleware.store import LimitSlot
+from service.commands import Commands
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
     agents_key,
+    commands_key,
     connections_key,
-    draining_key,
     frame_hooks_key,
     identity_key,
+    lifecycle_key,
     metrics_key,
+    replicas_key,
     sessions_key,
     settings_key,
-    started_key,
     store_key,
 )
-from service.limits import RedisLimitStore
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.protocol import SystemConnected, SystemShutdown
-from service.replicas import handle_command
-from service.sessions import SessionRegistry
+from service.sessions import Session, SessionRegistry
 from service.settings import Settings
-from service.store import RedisState
+from service.state import open_store
+from service.state.base import LostReason
 
 log = structlog.get_logger("myagent_ws.app")
 STATIC = Path(__file__).parent / "static"
 REAP_EVERY_S = 5.0
+SAVE_WITHIN_S = 2.0  # the drain waits this long for the store to take the sessions
+CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1012, 1013})
 
 
 def load_agents(settings: Settings) -> dict[str, AgentSpec]:
@@ -59,56 +63,71 @@ def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentS
     }
 
 
-async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+def session_lost(session: Session, reason: LostReason) -> None:
+    """A session is no longer held here: its socket follows it elsewhere, or is told."""
+    if isinstance(session.listener, Connection):
+        session.listener.session_lost(session, reason)
+
+
+_limit_slot_key = web.AppKey("limit_slot", LimitSlot)
+
+
+async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The state store and everything built on it: sessions, commands, replicas."""
     settings = app[settings_key]
-    store = app[store_key]
-    app[sessions_key] = sessions = SessionRegistry(app[metrics_key], settings.sessions, store=store)
-    if store is not None:
-        await store.start(functools.partial(handle_command, app, store))
-    reaper = asyncio.create_task(reap_forever(sessions, settings.sessions.retention_s))
+    store = open_store(settings)
+    await store.start()
+    registry = SessionRegistry(
+        store, app[agents_key], settings.sessions, app[metrics_key], app[lifecycle_key]
+    )
+    registry.on_lost = session_lost
+    commands = Commands(
+        registry, store, app[agents_key], settings.sessions, app[lifecycle_key], app[metrics_key]
+    )
+    replicas = None
+    bus = getattr(store, "bus", None)
+    if bus is not None:  # Redis: commands for other replicas' sessions, limits shared
+        from service.limits import RedisLimitStore
+        from service.replicas import Replicas
+
+        replicas = commands.forwarder = Replicas(bus, commands)
+        app[_limit_slot_key].target = RedisLimitStore(getattr(store, "redis"))  # noqa: B009
+    app[store_key] = store
+    app[sessions_key] = registry
+    app[commands_key] = commands
+    app[replicas_key] = replicas
+    reaper = asyncio.create_task(reap_forever(registry, settings.sessions.retention_s))
     yield
     reaper.cancel()
     await asyncio.gather(reaper, return_exceptions=True)
-    await sessions.close_all()  # cancels running agents and awaits them
-    if store is not None:
-        await store.close()
+    await registry.release_all()  # cancels running agents and awaits them
+    await store.close()
 
 
 async def reap_forever(sessions: SessionRegistry, retention_s: float) -> None:
     while True:
         await asyncio.sleep(min(REAP_EVERY_S, max(retention_s / 2, 0.05)))
-        await tend(sessions, retention_s)
-
-
-async def tend(sessions: SessionRegistry, retention_s: float) -> None:
-    """Close detached sessions past retention; keep the shared records of the others alive."""
-    reaped = await sessions.reap(retention_s)
-    if reaped:
-        log.info("sessions_expired", count=reaped)
-    if sessions.store is not None:  # else a session in use longer than its TTL is lost
-        sessions.store.touch([*sessions.sessions])  # it writes once a third of the TTL
+        if reaped := await sessions.reap(retention_s):
+            log.info("sessions_expired", count=reaped)
 
 
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    if app[draining_key][0]:
+    lifecycle = app[lifecycle_key]
+    if lifecycle.draining:
         return web.json_response({"status": "draining"}, status=503)
-    sessions = app[sessions_key]
     store = app[store_key]
     return web.json_response(
         {
             "status": "healthy",
             "timestamp": datetime.now(UTC),
             "version": service.__version__,
-            "uptime_s": round(time.monotonic() - app[started_key], 3),
+            "uptime_s": round(lifecycle.uptime_s, 3),
             "active_connections": len(app[connections_key]),
-            "active_sessions": len(sessions),
-            "running_sessions": sessions.running,
+            "active_sessions": len(app[sessions_key]),
+            "running_sessions": lifecycle.running,
             "agents": [*app[agents_key]],
-            "state": {
-                "backend": "memory" if store is None else "redis",
-                "status": "ok" if store is None else store.status,
-            },
+            "state": {"backend": store.name, "status": store.status},
         },
         dumps=to_json,
     )
@@ -188,24 +207,27 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     upgrade = ws.can_prepare(request).ok
     if not upgrade and request.path == "/":
         return await console(request)
-    if app[draining_key][0]:
+    if app[lifecycle_key].draining:
         return web.json_response({"status": "draining"}, status=503)
     if not upgrade:
         return web.json_response({"error": "this endpoint takes a WebSocket upgrade"}, status=400)
     await ws.prepare(request)
     metrics = app[metrics_key]
+    replicas = app[replicas_key]
     hooks = app[frame_hooks_key]
     connection = Connection(
         ws,
         request=request,
         identity=request.get(identity_key, "anonymous"),
         settings=settings,
-        agents=app[agents_key],
-        sessions=app[sessions_key],
+        commands=app[commands_key],
         metrics=metrics,
+        follows=replicas.bus.follows if replicas is not None else None,
         frame_hooks=hooks,
     )
     app[connections_key].add(connection)
+    if replicas is not None:
+        replicas.sockets[connection.id] = connection
     metrics.connections_total.inc()
     with bound_context(connection_id=connection.id):
         log.info("ws_connected")
@@ -220,24 +242,29 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await connection.serve()
         finally:
             app[connections_key].discard(connection)
+            if replicas is not None:
+                replicas.sockets.pop(connection.id, None)
             code = int(connection.close_code or ws.close_code or 1006)
-            metrics.connections_closed_total.labels(str(code)).inc()
+            label = str(code) if code in CLOSE_CODES else "other"  # clients choose 3000-4999
+            metrics.connections_closed_total.labels(label).inc()
             log.info("ws_closed", code=code)
     return ws
 
 
 async def drain(app: web.Application) -> None:
-    """Refuse new work, tell clients, let runs finish for the grace, close 1001 (once).
+    """Refuse new work, tell clients, let runs finish for the grace, hand sessions over, close
+    1001 (once).
 
     The CLI calls it on SIGTERM while still listening; on_shutdown calls it again (a no-op).
-    Every socket is closed at once: one by one, clients that do not read (each may take the
-    close timeout) would add up past the orchestrator's stop grace period.
+    Runs still going after the grace are interrupted; then every session is saved and its
+    lease released, so a client's next message on any replica (or on this one, restarted,
+    with a durable store) goes on with the conversation. Every socket is closed at once: one by
+    one, clients that do not read would add up past the orchestrator's stop grace period.
     """
-    if app[draining_key][0]:
-        return
-    app[draining_key][0] = True
     settings = app[settings_key]
     grace = settings.server.shutdown_grace_s
+    if not app[lifecycle_key].drain(max(1.0, grace)):
+        return
     told: set[Connection] = set()
 
     def tell_everyone() -> None:
@@ -247,15 +274,16 @@ async def drain(app: web.Application) -> None:
                 told.add(connection)
                 connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
 
-    sessions = app[sessions_key]
-    sessions.draining_retry_s = max(1.0, grace)
     tell_everyone()
-    if (store := app[store_key]) is not None:
-        store.retire()  # other replicas can still replay our sessions once we are gone
-    running = [s.task for s in sessions.sessions.values() if s.task is not None and s.running]
+    sessions = app[sessions_key]
+    running = [s.runs.task for s in sessions.sessions.values() if s.running and s.runs.task]
     if running:
         await asyncio.wait(running, timeout=grace)
-    await sessions.close_all()
+    await sessions.release_all()
+    try:  # the releases reach the store before the sockets close (if it answers)
+        await asyncio.wait_for(app[store_key].sync(), SAVE_WITHIN_S)
+    except TimeoutError:
+        log.warning("drain_state_not_saved", within_s=SAVE_WITHIN_S)
     tell_everyone()
     connections = [*app[connections_key]]
     await asyncio.gather(
@@ -276,32 +304,22 @@ def create_app(
     if not specs:
         raise ValueError("no agent to serve: pass an agent file or list agents in the config")
     metrics = Metrics.create(registry or CollectorRegistry())  # one registry per app
-    store = None
-    if settings.state.redis_url:  # shared by every replica: sessions, event logs, rate limits
-        store = RedisState(
-            settings.state.redis_url,
-            retention_s=settings.sessions.retention_s,
-            max_events=settings.sessions.buffer_events,
-            max_followed=settings.sessions.max_per_connection,
-        )
+    limits = LimitSlot()  # shared through Redis once the state store is up
     try:
-        stack = build_middlewares(
-            settings, metrics, store=None if store is None else RedisLimitStore(store.redis)
-        )
+        stack = build_middlewares(settings, metrics, store=limits)
     except StackConfigError as exc:
         raise ConfigError(str(exc)) from exc
     app = web.Application(middlewares=stack.http)  # docs/middleware.md
     app[settings_key] = settings
-    app[store_key] = store
     app[agents_key] = specs
     app[metrics_key] = metrics
+    app[lifecycle_key] = Lifecycle()
+    app[_limit_slot_key] = limits
     connections: set[Connection] = set()
     app[connections_key] = connections
     metrics.active_connections.set_function(lambda: len(connections))  # read at each scrape
-    app[started_key] = time.monotonic()
-    app[draining_key] = [False]
     app[frame_hooks_key] = stack.frame_hooks
-    app.cleanup_ctx.append(sessions_ctx)
+    app.cleanup_ctx.append(state_ctx)
     app.cleanup_ctx.append(idle_ctx)
     app.on_shutdown.append(drain)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))

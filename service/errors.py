@@ -6,8 +6,8 @@ ServiceError            an error a client may see: a code (ErrorCode) and a sent
 ├── NoActiveRun         user.cancel with nothing running
 ├── TooManySessions     the per-connection session limit
 ├── ReplayUnavailable   resume asked for events no longer held
-├── RateLimited         a frame over the identity's rate; carries retry_after_s
 ├── InvalidJson / InvalidMessage / UnknownEvent   a frame that is not a client event
+├── MessageTooLarge     a user.message longer than sessions.max_message_chars
 ├── StoreUnavailable    Redis (the replicas' shared state) is unreachable; retry shortly
 ├── ShuttingDown        the server drains: no new session or run here; reconnect elsewhere
 └── InternalError       a bug; the details are only in the log
@@ -50,12 +50,12 @@ class ReplayUnavailable(ServiceError):
     code = ErrorCode.REPLAY_UNAVAILABLE
 
 
-class RateLimited(ServiceError):
-    code = ErrorCode.RATE_LIMITED
-
-
 class InvalidMessage(ServiceError):
     code = ErrorCode.INVALID_MESSAGE
+
+
+class MessageTooLarge(ServiceError):
+    code = ErrorCode.MESSAGE_TOO_LARGE
 
 
 class InvalidJson(ServiceError):

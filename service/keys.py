@@ -9,22 +9,26 @@ from aiohttp import web
 from agent_loader.loader import AgentSpec
 from middleware.keys import client_ip_key as client_ip_key  # set by the stack
 from middleware.keys import identity_key as identity_key  # the token's name, set by auth
+from service.commands import Commands
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.sessions import SessionRegistry
 from service.settings import Settings
-from service.store import RedisState
 
 if TYPE_CHECKING:
     from service.dispatcher import Connection, FrameHook
+    from service.replicas import Replicas
+    from service.state.base import StateStore
 
 settings_key = web.AppKey("settings", Settings)
 agents_key = web.AppKey("agents", dict[str, AgentSpec])
 metrics_key = web.AppKey("metrics", Metrics)
+lifecycle_key = web.AppKey("lifecycle", Lifecycle)
+store_key: web.AppKey[StateStore] = web.AppKey("store", object)  # type: ignore[arg-type]
 sessions_key = web.AppKey("sessions", SessionRegistry)
+commands_key = web.AppKey("commands", Commands)
+replicas_key: web.AppKey[Replicas | None] = web.AppKey("replicas", object)  # type: ignore[arg-type]
 connections_key: web.AppKey[set[Connection]] = web.AppKey("connections", set)
 frame_hooks_key: web.AppKey[list[FrameHook]] = web.AppKey("frame_hooks", list)
-started_key = web.AppKey("started", float)
-store_key: web.AppKey[RedisState | None] = web.AppKey("store", object)  # type: ignore[arg-type]
-draining_key: web.AppKey[list[bool]] = web.AppKey("draining", list)  # [flag], set on shutdown
 
 __all__: list[Any] = []

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     LLM_FAILED = "llm_failed"
     MAX_STEPS = "max_steps"
     REPLAY_UNAVAILABLE = "replay_unavailable"
+    RUN_LOST = "run_lost"
     MESSAGE_TOO_LARGE = "message_too_large"
     UNAVAILABLE = "unavailable"
     SHUTTING_DOWN = "shutting_down"

@@ -1,100 +1,248 @@
-"""What a run looks like on the wire: each SDK event as its frame, and its metrics."""
+"""Runs: at most one at a time in a session, the multitask policy, and retried request_ids.
+
+A run is the agent's event stream for one user.message, mapped to wire frames (service.wire).
+Its state (what runs, what waits, which request_ids were answered) is saved with its first and
+last frames, and the agent's memory with every tool result and the run's end, so a replica that
+adopts the session knows what was going and goes on from the last step.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import asyncio
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
 
-from myagent.events import (
-    Answer,
-    AnswerDelta,
-    ModelCalled,
-    RunEvent,
-    RunFailed,
-    Thinking,
-    ToolFinished,
-    ToolStarted,
-)
-from service.protocol import (
-    AgentErrorEvent,
-    AgentFinalAnswer,
-    AgentPartialAnswer,
-    AgentThinking,
-    AgentToolCall,
-    AgentToolResult,
-    ErrorCode,
-    ThinkingMeta,
-    ToolMeta,
-)
+import structlog
 
-if TYPE_CHECKING:
-    from service.sessions import Session
+from middleware.base import bound_context
+from myagent.agent.base import BaseAgent
+from myagent.events import Answer, RunFailed
+from service.errors import NoActiveRun, SessionBusy
+from service.eventlog import EventLog
+from service.lifecycle import Lifecycle
+from service.metrics import Metrics
+from service.protocol import AgentErrorEvent, AgentFinalAnswer, AgentInterrupted, ErrorCode
+from service.state.base import AnsweredRequest, Frame, PendingMessage, RunState
+from service.wire import RunTally, publish_run_event, run_error_code
 
-RUN_ERROR_CODES = {
-    "llm_failed": ErrorCode.LLM_FAILED,
-    "max_steps": ErrorCode.MAX_STEPS,
-    "rate_limited": ErrorCode.RATE_LIMITED,
-}
+log = structlog.get_logger("myagent_ws.runs")
+MAX_PENDING = 16
+REMEMBERED_REQUESTS = 64  # request_ids a session remembers: a retry of one never runs twice
 
 
-@dataclass
-class RunTally:
-    """What a run used, for its run_finished line."""
+class Runs:
+    """The runs of one session's agent."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    def __init__(
+        self,
+        events: EventLog,
+        agent: BaseAgent,
+        *,
+        agent_name: str,
+        multitask: str,
+        metrics: Metrics,
+        lifecycle: Lifecycle,
+        state: RunState | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.events = events
+        self.agent = agent
+        self.agent_name = agent_name
+        self.multitask = multitask
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.on_end = on_end
+        state = state or RunState()
+        self.pending: deque[PendingMessage] = deque(state.pending)
+        self.requests: OrderedDict[str, AnsweredRequest] = OrderedDict(
+            (r.request_id, r) for r in state.requests
+        )
+        self.terminal: dict[str, Frame] = {}  # run_id -> its last frame, for retries
+        self.task: asyncio.Task[None] | None = None
+        self.run_id: str | None = None
+        self.request_id: str | None = None
+        self.run_started = False  # the run's task has taken its first step
+        self.cancel_at_start = False  # cancelled before that: it stops at its first step
+        self.closed = False
 
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
 
-def publish_run_event(
-    session: Session, event: RunEvent, common: dict[str, Any], tally: RunTally
-) -> str | None:
-    """Publish the wire frame for an agent event; return the outcome if it ends the run."""
-    match event:
-        case AnswerDelta(content=content):
-            session.publish(AgentPartialAnswer, content=content, **common)
-        case Thinking(content=content, step=step):
-            session.publish(
-                AgentThinking, content=content, metadata=ThinkingMeta(step=step), **common
+    def state(self) -> RunState:
+        """What is going, as the store keeps it."""
+        return RunState(
+            run_id=self.run_id if self.running else None,
+            request_id=self.request_id if self.running else None,
+            pending=tuple(self.pending),
+            requests=tuple(self.requests.values()),
+        )
+
+    def memory(self) -> str:
+        return self.agent.memory.model_dump_json()
+
+    def submit(self, text: str, request_id: str | None) -> Frame | int | None:
+        """A user.message: start a run, or apply the multitask policy if one is going.
+
+        A request_id seen before never starts a second run: the first run's terminal frame (or
+        its seq, when this process did not run it) is returned for the caller to send again;
+        None while that run still goes.
+        """
+        if request_id is not None and (seen := self.requests.get(request_id)) is not None:
+            return self.terminal.get(seen.run_id) or seen.terminal_seq or None
+        if not self.running:
+            self._start(text, request_id)
+        elif self.multitask == "reject":
+            raise SessionBusy(
+                "a run is already going in this session; wait for its final answer or send "
+                "user.cancel"
             )
-        case ToolStarted(step_id=step_id, tool=tool, args=args):
-            session.publish(
-                AgentToolCall,
-                step_id=step_id,
-                **common,
-                metadata=ToolMeta(tool=tool, args=args, status="running"),
-            )
-        case ToolFinished(step_id=step_id, tool=tool, status=status):
-            session.metrics.tool_calls_total.labels(tool, status).inc()
-            result = event.output if status == "success" else event.error
-            session.publish(
-                AgentToolResult,
-                step_id=step_id,
-                content=result or "",
-                **common,
-                metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
-            )
-        case ModelCalled():
-            tally.prompt_tokens += event.prompt_tokens
-            tally.completion_tokens += event.completion_tokens
-            session.metrics.llm_request_duration_seconds.labels(event.model).observe(
-                event.duration_s
-            )
-            session.metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
-            session.metrics.llm_tokens_total.labels(event.model, "completion").inc(
-                event.completion_tokens
-            )
-        case Answer(content=content):
-            session.publish(AgentFinalAnswer, content=content, **common)
-            return "finished"
-        case RunFailed():
-            code = RUN_ERROR_CODES.get(event.code, ErrorCode.AGENT_FAILED)
-            session.metrics.errors_total.labels(code.value).inc()
-            session.publish(
-                AgentErrorEvent,
-                error=event.error,
-                code=code,
-                retry_after_s=event.retry_after_s,
-                **common,
-            )
-            return "error"
-    return None
+        elif len(self.pending) >= MAX_PENDING:
+            raise SessionBusy(f"{MAX_PENDING} messages are already waiting in this session")
+        else:
+            if self.multitask == "interrupt":  # the newest message wins, also over waiting ones
+                while self.pending:
+                    self._supersede(self.pending.popleft().request_id)
+            self.pending.append(PendingMessage(content=text, request_id=request_id))
+            self._remember(request_id, "pending")
+            self.events.save(self.state())
+            if self.multitask == "interrupt":
+                self.cancel_task()
+        return None
+
+    def _supersede(self, request_id: str | None) -> None:
+        """A waiting message replaced by a newer one: it ends, as a run would, interrupted."""
+        run_id = f"superseded:{request_id}"
+        self._remember(request_id, run_id, self.events.seq + 1)
+        frame = self.events.publish(AgentInterrupted, request_id=request_id, state=self.state())
+        if frame is not None:
+            self.terminal[run_id] = frame
+
+    def _remember(self, request_id: str | None, run_id: str, terminal_seq: int = 0) -> None:
+        if request_id is None:
+            return
+        self.requests[request_id] = AnsweredRequest(
+            request_id=request_id, run_id=run_id, terminal_seq=terminal_seq
+        )
+        self.requests.move_to_end(request_id)
+        while len(self.requests) > REMEMBERED_REQUESTS:
+            _, old = self.requests.popitem(last=False)
+            self.terminal.pop(old.run_id, None)
+
+    def _start(self, text: str, request_id: str | None) -> None:
+        self.run_id = run_id = uuid.uuid4().hex
+        self.request_id = request_id
+        self._remember(request_id, run_id)
+        self.lifecycle.running += 1
+        self.run_started = self.cancel_at_start = False
+        self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
+        self.events.save(self.state())  # an adopter knows this run was going
+
+    def _next(self) -> None:
+        """After a run: start the next waiting message, if any."""
+        if self.pending and not self.closed:
+            message = self.pending.popleft()
+            self._start(message.content, message.request_id)
+
+    def cancel_run(self) -> None:
+        if not self.running:
+            raise NoActiveRun("nothing is running in this session")
+        self.cancel_task()
+
+    def cancel_task(self) -> None:
+        """Cancel the run. A task cancelled before its first step would run none of _run, so it
+        would send no agent.interrupted nor start the next message: it stops there instead."""
+        if self.task is None or self.task.done():
+            return
+        if self.run_started:
+            self.task.cancel()
+        else:
+            self.cancel_at_start = True
+
+    async def stop(self) -> None:
+        """Cancel the running run, if any, drop what waits, and wait for the run to end."""
+        self.closed = True
+        self.pending.clear()
+        if self.task is not None and not self.task.done():
+            self.cancel_task()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def _end(
+        self, cls: Callable[..., Any], run_id: str, request_id: str | None, **fields: Any
+    ) -> None:
+        """Publish the run's one terminal frame, with the state and memory after the run."""
+        self._remember(request_id, run_id, self.events.seq + 1)
+        self.run_id = None
+        state = RunState(pending=tuple(self.pending), requests=tuple(self.requests.values()))
+        frame = self.events.publish(
+            cls, run_id=run_id, request_id=request_id, state=state, memory=self.memory, **fields
+        )
+        if frame is not None:
+            self.terminal[run_id] = frame
+
+    def end_lost(self, run_id: str, request_id: str | None) -> None:
+        """A run (or waiting message) cut by the death of the server that held it: its one
+        terminal frame, written by the replica that adopted the session."""
+        self.metrics.errors_total.labels(ErrorCode.RUN_LOST.value).inc()
+        self.metrics.runs_total.labels(self.agent_name, "lost").inc()
+        self._end(
+            AgentErrorEvent, run_id, request_id, code=ErrorCode.RUN_LOST,
+            error="the server running this run stopped before it ended; the events it sent "
+            "are kept, and the conversation goes on here: send the message again to retry",
+        )  # fmt: skip
+
+    async def _run(self, text: str, run_id: str, request_id: str | None) -> None:
+        started = time.perf_counter()
+        outcome = "error"
+        common = {"run_id": run_id, "request_id": request_id}
+        tally = RunTally()
+        events = self.events
+        with bound_context(session_id=events.id, run_id=run_id):
+            try:
+                self.run_started = True
+                if self.cancel_at_start:
+                    raise asyncio.CancelledError
+                async for event in self.agent.stream_run(text):
+                    if isinstance(event, Answer):
+                        self._end(AgentFinalAnswer, run_id, request_id, content=event.content)
+                        outcome = "finished"
+                    elif isinstance(event, RunFailed):
+                        code = run_error_code(event.code)
+                        self.metrics.errors_total.labels(code.value).inc()
+                        self._end(
+                            AgentErrorEvent, run_id, request_id, error=event.error, code=code,
+                            retry_after_s=event.retry_after_s,
+                        )  # fmt: skip
+                    else:
+                        publish_run_event(events, event, common, tally, self.metrics, self.memory)
+                        await events.wait_room()
+            except asyncio.CancelledError:
+                outcome = "interrupted"
+                self._end(AgentInterrupted, run_id, request_id)
+                raise
+            except Exception:
+                log.exception("run_crashed", agent=self.agent_name)
+                self._end(
+                    AgentErrorEvent, run_id, request_id, code=ErrorCode.INTERNAL,
+                    error="the agent failed unexpectedly; the error is in the server log",
+                )  # fmt: skip
+            finally:
+                duration = time.perf_counter() - started
+                self.lifecycle.running -= 1
+                self._next()
+                if self.on_end is not None:
+                    self.on_end()
+                self.metrics.runs_total.labels(self.agent_name, outcome).inc()
+                self.metrics.run_duration_seconds.labels(self.agent_name).observe(duration)
+                log.info(
+                    "run_finished",
+                    agent=self.agent_name,
+                    outcome=outcome,
+                    duration_s=round(duration, 4),
+                    steps=self.agent.current_step,
+                    prompt_tokens=tally.prompt_tokens,
+                    completion_tokens=tally.completion_tokens,
+                )

@@ -1,335 +1,211 @@
-"""Session (seq, replay log, running task) and SessionRegistry (who owns which session)."""
+"""Session (one conversation held here) and SessionRegistry (the sessions of this process, how
+they are created, adopted from the store, released and reaped)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any, Protocol
 
 import structlog
 
-from middleware.base import bound_context
+from agent_loader.loader import AgentSpec
 from myagent.agent.base import BaseAgent
-from service.errors import NoActiveRun, ReplayUnavailable, SessionBusy, SessionNotFound
+from service.errors import SessionNotFound
+from service.eventlog import EventLog, Listener
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
-from service.protocol import (
-    AgentErrorEvent,
-    AgentInterrupted,
-    ErrorCode,
-    ServerEvent,
-)
-from service.runs import RunTally, publish_run_event
+from service.runs import Runs
 from service.settings import SessionSettings
-from service.store import RedisState
+from service.state.base import Held, LostReason, RunState, SessionRecord, StateStore
 
 log = structlog.get_logger("myagent_ws.sessions")
-MAX_PENDING = 16
-REMEMBERED_REQUESTS = 64
-Mirror = Callable[["Session", int, str, str], None]  # (session, seq, json, event) -> store
 
 
-class RunCount:
-    """How many runs are going in this process: /health and the gauge read it, without a scan."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
-
-
-class Listener(Protocol):
-    """Where a session's live events go: the connection attached to it."""
-
-    def deliver(self, data: str, event: str) -> None: ...
+def not_found(session_id: str) -> SessionNotFound:
+    return SessionNotFound(f"no session {session_id!r} for this client")  # never says whose
 
 
 class Session:
-    """One conversation: its agent, its numbered event log, and at most one running run."""
+    """One conversation held by this process: its agent, its event log and its runs."""
 
     def __init__(
         self,
-        session_id: str,
+        events: EventLog,
+        identity: str,
         agent_name: str,
-        owner: str,
         agent: BaseAgent,
-        *,
-        max_events: int,
-        max_bytes: int,
-        metrics: Metrics,
-        runs: RunCount,
-        multitask: str = "reject",
-        mirror: Mirror | None = None,
+        runs: Runs,
     ) -> None:
-        self.id = session_id
+        self.id = events.id
+        self.identity = identity
         self.agent_name = agent_name
-        self.owner = owner
         self.agent = agent
-        self.metrics = metrics
-        self.seq = 0
-        self.log: deque[tuple[int, str, str]] = deque()  # (seq, json, event)
-        self.log_bytes = 0
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self.listener: Listener | None = None
+        self.events = events
+        self.runs = runs
         self.detached_at: float | None = time.monotonic()
-        self.task: asyncio.Task[None] | None = None
-        self.run_id: str | None = None
-        self.multitask = multitask
-        self.runs = runs  # the registry's: shared by its sessions
-        self.pending: deque[tuple[str, str | None]] = deque()  # enqueued user.message frames
-        self.runs_by_request: OrderedDict[str, str] = OrderedDict()  # request_id -> run_id
-        self.terminal_by_run: dict[str, tuple[str, str]] = {}  # run_id -> its last frame
-        self.mirror = mirror
-        self.closed = False
-        self.last_frame: tuple[str, str] | None = None
-        self.run_started = False  # the run's task has taken its first step
-        self.cancel_at_start = False  # cancelled before that: it stops at its first step
 
-    # --- events ---------------------------------------------------------------------------
-
-    def publish(self, cls: Callable[..., ServerEvent], **fields: Any) -> None:
-        """Number an event of this session, keep it for replay, and send it to the listener."""
-        self.seq += 1
-        event = cls(session_id=self.id, seq=self.seq, **fields)
-        data = event.to_json()
-        self.log.append((self.seq, data, event.event))
-        self.log_bytes += len(data)
-        self.last_frame = (data, event.event)
-        if self.mirror is not None:
-            self.mirror(self, self.seq, data, event.event)
-        while len(self.log) > self.max_events or (
-            self.log_bytes > self.max_bytes and len(self.log) > 1
-        ):
-            self.log_bytes -= len(self.log.popleft()[1])
-        if self.listener is not None:
-            self.listener.deliver(data, event.event)
-
-    def events_after(self, last_seq: int) -> list[tuple[int, str, str]]:
-        """Every held event with seq > last_seq, or ReplayUnavailable if some are gone."""
-        if last_seq > self.seq:
-            raise ReplayUnavailable(
-                f"last_seq {last_seq} is ahead of this session (its last seq is {self.seq})",
-                oldest_seq=self.log[0][0] if self.log else self.seq + 1,
-            )
-        oldest = self.log[0][0] if self.log else self.seq + 1
-        if last_seq + 1 < oldest:
-            raise ReplayUnavailable(
-                f"events after seq {last_seq} are no longer held; the oldest held is {oldest}",
-                oldest_seq=oldest,
-            )
-        return [entry for entry in self.log if entry[0] > last_seq]
-
-    def attach(self, listener: Listener) -> None:
-        self.listener = listener
-        self.detached_at = None
-
-    def detach(self, listener: Listener) -> None:
-        if self.listener is listener:
-            self.listener = None
-            self.detached_at = time.monotonic()
-
-    # --- runs -----------------------------------------------------------------------------
+    @property
+    def listener(self) -> Listener | None:
+        return self.events.listener
 
     @property
     def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.runs.running
 
-    def submit(self, text: str, request_id: str | None) -> tuple[str, str] | None:
-        """A user.message: start a run, or apply the multitask policy if one is going.
+    def attach(self, listener: Listener) -> None:
+        self.events.listener = listener
+        self.detached_at = None
 
-        A request_id seen before never starts a second run: the first run's terminal frame is
-        returned, for the caller to send again (None while that run still streams).
-        """
-        if request_id is not None and request_id in self.runs_by_request:
-            return self.terminal_by_run.get(self.runs_by_request[request_id])
-        if not self.running:
-            self._start(text, request_id)
-        elif self.multitask == "reject":
-            raise SessionBusy(
-                "a run is already going in this session; wait for its final answer or send "
-                "user.cancel"
-            )
-        elif len(self.pending) >= MAX_PENDING:
-            raise SessionBusy(f"{MAX_PENDING} messages are already waiting in this session")
-        else:
-            if self.multitask == "interrupt":  # the newest message wins, also over waiting ones
-                while self.pending:
-                    self._supersede(self.pending.popleft()[1])
-            self.pending.append((text, request_id))
-            self._remember(request_id, "pending")
-            if self.multitask == "interrupt":
-                self.cancel_task()
-        return None
+    def detach(self, listener: Listener) -> None:
+        if self.events.listener is listener:
+            self.events.listener = None
+            self.detached_at = time.monotonic()
 
-    def _supersede(self, request_id: str | None) -> None:
-        """A waiting message replaced by a newer one: it ends, as a run would, interrupted."""
-        self.publish(AgentInterrupted, request_id=request_id)
-        if request_id is not None and self.last_frame is not None:
-            self._remember(request_id, f"superseded:{request_id}")
-            self.terminal_by_run[f"superseded:{request_id}"] = self.last_frame
+    def ran(self) -> None:
+        """A run ended: retention counts from now if no socket is attached."""
+        if self.events.listener is None:
+            self.detached_at = time.monotonic()
 
-    def _remember(self, request_id: str | None, run_id: str) -> None:
-        if request_id is None:
-            return
-        self.runs_by_request[request_id] = run_id
-        while len(self.runs_by_request) > REMEMBERED_REQUESTS:
-            _, old_run = self.runs_by_request.popitem(last=False)
-            self.terminal_by_run.pop(old_run, None)
 
-    def _start(self, text: str, request_id: str | None) -> None:
-        self.run_id = run_id = uuid.uuid4().hex
-        self._remember(request_id, run_id)
-        self.runs.value += 1
-        self.run_started = self.cancel_at_start = False
-        self.task = asyncio.create_task(self._run(text, run_id, request_id), name=f"run-{run_id}")
-
-    def _next(self) -> None:
-        """After a run: start the next enqueued message, if any."""
-        if self.pending and not self.closed:
-            self._start(*self.pending.popleft())
-
-    def cancel_run(self) -> None:
-        if not self.running:
-            raise NoActiveRun("nothing is running in this session")
-        self.cancel_task()
-
-    def cancel_task(self) -> None:
-        """Cancel the run. A task cancelled before its first step would run none of _run, so it
-        would send no agent.interrupted nor start the next message: it stops there instead."""
-        if self.task is None or self.task.done():
-            return
-        if self.run_started:
-            self.task.cancel()
-        else:
-            self.cancel_at_start = True
-
-    async def stop(self) -> None:
-        """Cancel the running run, if any, and wait for it to end."""
-        self.closed = True
-        self.pending.clear()
-        if self.task is not None and not self.task.done():
-            self.cancel_task()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-    async def _run(self, text: str, run_id: str, request_id: str | None) -> None:
-        started = time.perf_counter()
-        outcome = "error"
-        common = {"run_id": run_id, "request_id": request_id}
-        tally = RunTally()
-        with bound_context(session_id=self.id, run_id=run_id):
-            try:
-                self.run_started = True
-                if self.cancel_at_start:
-                    raise asyncio.CancelledError
-                async for event in self.agent.stream_run(text):
-                    outcome = publish_run_event(self, event, common, tally) or outcome
-            except asyncio.CancelledError:
-                outcome = "interrupted"
-                self.publish(AgentInterrupted, **common)
-                raise
-            except Exception:
-                log.exception("run_crashed", agent=self.agent_name)
-                self.publish(
-                    AgentErrorEvent,
-                    error="the agent failed unexpectedly; the error is in the server log",
-                    code=ErrorCode.INTERNAL,
-                    **common,
-                )
-            finally:
-                duration = time.perf_counter() - started
-                self.runs.value -= 1
-                if self.listener is None:  # retention counts from the end of the last run
-                    self.detached_at = time.monotonic()
-                if self.last_frame is not None:  # the run's terminal frame, for retries
-                    self.terminal_by_run[run_id] = self.last_frame
-                self._next()
-                self.metrics.runs_total.labels(self.agent_name, outcome).inc()
-                self.metrics.run_duration_seconds.labels(self.agent_name).observe(duration)
-                log.info(
-                    "run_finished",
-                    agent=self.agent_name,
-                    outcome=outcome,
-                    duration_s=round(duration, 4),
-                    steps=self.agent.current_step,
-                    prompt_tokens=tally.prompt_tokens,
-                    completion_tokens=tally.completion_tokens,
-                )
+LostHandler = Callable[[Session, LostReason], None]
 
 
 class SessionRegistry:
-    """Every session of this process, by id; a session is visible only to its owner."""
+    """The sessions this process holds; others are adopted from the store when touched."""
 
     def __init__(
         self,
-        metrics: Metrics,
+        store: StateStore,
+        agents: dict[str, AgentSpec],
         config: SessionSettings,
+        metrics: Metrics,
+        lifecycle: Lifecycle,
         *,
         clock: Callable[[], float] = time.monotonic,
-        store: RedisState | None = None,
     ) -> None:
-        self.sessions: dict[str, Session] = {}
-        self.metrics = metrics
-        self.config = config
-        self.clock = clock
         self.store = store
-        self.runs = RunCount()
+        self.agents = agents
+        self.config = config
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self.adopting: dict[str, asyncio.Task[Session | Held | None]] = {}
+        self.on_lost: LostHandler | None = None  # set by the app: what becomes of the sockets
         metrics.active_sessions.set_function(lambda: len(self.sessions))  # read at each scrape
-        metrics.running_sessions.set_function(lambda: self.runs.value)
-        self.draining_retry_s: float | None = None  # set by the drain: no new session or run
-        self.mirror: Mirror | None = None
-        if store is not None:
-            self.mirror = lambda session, seq, data, event: store.append(
-                session.id, seq, data, event
-            )
+        metrics.running_sessions.set_function(lambda: self.lifecycle.running)
 
     def __len__(self) -> int:
         return len(self.sessions)
 
-    @property
-    def running(self) -> int:
-        return self.runs.value
-
-    def create(self, agent_name: str, owner: str, agent: BaseAgent) -> Session:
-        session = Session(
-            uuid.uuid4().hex,
-            agent_name,
-            owner,
+    def _build(
+        self, events: EventLog, identity: str, spec: AgentSpec, agent: BaseAgent,
+        state: RunState | None = None,
+    ) -> Session:  # fmt: skip
+        runs = Runs(
+            events,
             agent,
-            max_events=self.config.buffer_events,
-            max_bytes=self.config.buffer_bytes,
-            metrics=self.metrics,
+            agent_name=spec.name,
             multitask=self.config.multitask,
-            mirror=self.mirror,
-            runs=self.runs,
+            metrics=self.metrics,
+            lifecycle=self.lifecycle,
+            state=state,
         )
+        session = Session(events, identity, spec.name, agent, runs)
+        runs.on_end = session.ran
+        events.on_lost = lambda reason: self._lost(session, reason)
         self.sessions[session.id] = session
-        if self.store is not None:
-            self.store.register(session.id, owner, agent_name)
         return session
 
-    def get(self, session_id: str, owner: str) -> Session:
+    def create(self, spec: AgentSpec, identity: str) -> Session:
+        """A new session of this agent, owned here; nothing is published yet."""
+        events = EventLog(uuid.uuid4().hex, self.store)
+        record = SessionRecord(
+            session_id=events.id, identity=identity, agent=spec.name, epoch=events.epoch
+        )
+        self.store.create(record, events)
+        return self._build(events, identity, spec, spec.factory())
+
+    def get(self, session_id: str, identity: str) -> Session | None:
+        """The session if this process holds it (None if not); SessionNotFound if it is
+        another identity's."""
         session = self.sessions.get(session_id)
-        if session is None or session.owner != owner:  # same answer: never reveal it exists
-            raise SessionNotFound(f"no session {session_id!r} for this client")
+        if session is not None and session.identity != identity:
+            raise not_found(session_id)  # the same answer as for a session that does not exist
         return session
 
-    def discard(self, session: Session) -> None:
-        """Forget a session and cancel its run without waiting for it."""
-        if self.sessions.pop(session.id, None) is not None and self.store is not None:
-            self.store.unregister(session.id)
+    async def adopt(self, record: SessionRecord, *, force: bool = False) -> Session | Held | None:
+        """Take a session from the store (another replica's that is gone, or one left by a
+        drain or a restart): its agent rebuilt, its memory restored, a cut run ended."""
+        if (held := self.sessions.get(record.session_id)) is not None:
+            return held
+        task = self.adopting.get(record.session_id)
+        if task is None:  # one adoption at a time per session
+            task = asyncio.ensure_future(self._adopt(record.session_id, record.agent, force))
+            self.adopting[record.session_id] = task
+            task.add_done_callback(lambda _: self.adopting.pop(record.session_id, None))
+        return await asyncio.shield(task)
+
+    async def _adopt(self, session_id: str, agent: str, force: bool) -> Session | Held | None:
+        spec = self.agents.get(agent)
+        if spec is None:  # a replica that serves other agents: not ours to run
+            log.warning("session_not_adopted", session_id=session_id, agent=agent)
+            raise not_found(session_id)
+        events = EventLog(session_id, self.store)
+        found = await self.store.acquire(session_id, events, force=force)
+        if not isinstance(found, SessionRecord):
+            return found
+        agent_obj = spec.factory()
+        if found.memory:
+            agent_obj.memory = type(agent_obj.memory).model_validate_json(found.memory)
+        events.seq = events.written_seq = events.sent_seq = found.last_seq
+        events.epoch = found.epoch
+        state = found.state
+        session = self._build(events, found.identity, spec, agent_obj, state)
+        lost = [(state.run_id, state.request_id)] if state.run_id else []
+        lost += [(f"queued:{uuid.uuid4().hex}", m.request_id) for m in state.pending]
+        if lost:
+            agent_obj.close_pending_tool_calls("the server running this call stopped")
+            session.runs.pending.clear()
+            for run_id, request_id in lost:
+                session.runs.end_lost(run_id, request_id)
+        log.info("session_adopted", session_id=session_id, epoch=found.epoch, runs_lost=len(lost))
+        return session
+
+    def _lost(self, session: Session, reason: LostReason) -> None:
+        """Another replica owns the session now (or its record is gone): stop it here."""
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        session.runs.closed = True
+        session.runs.cancel_task()  # its frames are not published: the log is not ours
+        log.warning("session_lost", session_id=session.id, reason=reason)
+        if self.on_lost is not None:
+            self.on_lost(session, reason)
+
+    def forget(self, session: Session) -> None:
+        """Stop holding a session here without waiting: its run is cancelled, it is deleted."""
+        if self.sessions.pop(session.id, None) is not None:
+            self.store.delete(session.id, session.events.epoch)
         if session.running:
-            session.cancel_task()
+            session.runs.cancel_task()
 
     async def close(self, session: Session) -> None:
-        """Forget a session, cancel its run and wait for the run to end."""
-        self.discard(session)
-        await session.stop()
+        """Delete a session: cancel its run and wait for it (agent.interrupted is published)."""
+        await session.runs.stop()
+        if self.sessions.pop(session.id, None) is not None:
+            self.store.delete(session.id, session.events.epoch)
+
+    async def release(self, session: Session) -> None:
+        """Stop holding a session: its run interrupted and saved, its lease given up, so any
+        replica (or this one, restarted) goes on with it."""
+        await session.runs.stop()
+        if self.sessions.pop(session.id, None) is not None:
+            self.store.release(session.id, session.events.epoch)
 
     async def reap(self, retention_s: float) -> int:
-        """Close detached sessions idle for longer than retention_s; return how many."""
+        """Stop holding sessions left without a socket and a run for retention_s."""
         now = self.clock()
         expired = [
             s
@@ -340,10 +216,12 @@ class SessionRegistry:
             and now - s.detached_at >= retention_s
         ]
         for session in expired:
-            await self.close(session)
+            if self.store.name == "memory":
+                await self.close(session)
+            else:  # followers elsewhere may keep it; else its record expires soon
+                await self.release(session)
         return len(expired)
 
-    async def close_all(self) -> None:
-        """Cancel every running agent and wait for it."""
-        for session in list(self.sessions.values()):
-            await self.close(session)
+    async def release_all(self) -> None:
+        """Interrupt every run and release every session (drain, shutdown)."""
+        await asyncio.gather(*(self.release(s) for s in [*self.sessions.values()]))

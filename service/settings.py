@@ -121,6 +121,9 @@ class RateLimitSettings(Section):
 
 class SessionSettings(Section):
     max_per_connection: int = Field(default=16, ge=1)
+    max_message_chars: int = Field(
+        default=32_000, ge=1, description="a longer user.message answers message_too_large"
+    )
     on_disconnect: Literal["continue", "cancel"] = "continue"
     multitask: Literal["reject", "enqueue", "interrupt"] = "reject"
     retention_s: float = Field(default=300.0, ge=0)
@@ -146,7 +149,22 @@ class CorsSettings(Section):
 
 
 class StateSettings(Section):
-    redis_url: str | None = Field(default=None, description="redis://host:6379/0; empty: memory")
+    redis_url: str | None = Field(
+        default=None, description="redis://host:6379/0: replicas share sessions; empty: none"
+    )
+    sqlite_path: Path | None = Field(
+        default=None, description="one process whose sessions survive restarts; empty: memory"
+    )
+    lease_s: float = Field(
+        default=15.0,
+        ge=1,
+        description="with Redis: a replica that stops renewing loses its sessions this long after",
+    )
+
+    @field_validator("sqlite_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return value or None
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -160,6 +178,12 @@ class StateSettings(Section):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
         return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StateSettings:
+        if self.redis_url and self.sqlite_path is not None:
+            raise ValueError("set redis_url (replicas) or sqlite_path (one process), not both")
+        return self
 
 
 class Settings(Section):

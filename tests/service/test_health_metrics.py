@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.keys import draining_key
+from service.keys import lifecycle_key
 from tests.service.conftest import create_session, offline_weather, receive_until, settings
 
 
@@ -75,7 +75,7 @@ async def test_plain_get_on_ws_is_400_and_503_while_draining(aiohttp_client) -> 
     client = await aiohttp_client(app)
     resp = await client.get("/ws")
     assert resp.status == 400 and "WebSocket upgrade" in (await resp.json())["error"]
-    app[draining_key][0] = True
+    app[lifecycle_key].drain(retry_after_s=1.0)  # as SIGTERM does
     assert (await client.get("/ws")).status == 503
     assert (await client.get("/health")).status == 503
 

@@ -1,0 +1,122 @@
+"""EventLog: a session's numbered events, saved in the state store, then sent to its listener.
+
+A frame goes to the socket once the store holds it (at once with the memory backend), so a
+client has no event that a resume, here or on another replica, could not replay; a retried
+write is never a second copy, because the store takes each seq once. While the store does not
+answer, frames go out at once instead (the run's own socket keeps streaming), and are saved
+when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from service.protocol import ServerEvent
+from service.state.base import Commit, Frame, LostReason, MemoryDump, RunState, StateStore
+
+HIGH_WATER = 500  # frames not yet saved before a run waits for the store (Redis stalled)
+
+
+class Listener(Protocol):
+    """Where a session's live events go: the connection attached to it."""
+
+    def deliver(self, data: str, event: str) -> None: ...
+
+
+class EventLog:
+    """Numbers a session's events and sends each one, once saved, to the attached listener."""
+
+    def __init__(
+        self,
+        session_id: str,
+        store: StateStore,
+        *,
+        seq: int = 0,
+        epoch: int = 1,
+        on_lost: Callable[[LostReason], None] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.store = store
+        self.seq = seq  # the last seq given out
+        self.written_seq = seq  # the last seq the store holds
+        self.sent_seq = seq  # the last seq sent to the listener (>= written_seq)
+        self.epoch = epoch
+        self.unwritten: deque[Frame] = deque()
+        self.listener: Listener | None = None
+        self.on_lost = on_lost
+        self.lost_reason: LostReason | None = None
+        self.room = asyncio.Event()  # set while the store keeps up
+        self.room.set()
+
+    def publish(
+        self,
+        cls: Callable[..., ServerEvent],
+        *,
+        state: RunState | None = None,
+        memory: MemoryDump | None = None,
+        **fields: Any,
+    ) -> Frame | None:
+        """Number an event, save it (with the run state and memory after it), then send it.
+
+        Nothing is published once the session is lost to another owner: its log is theirs.
+        """
+        if self.lost_reason is not None:
+            return None
+        self.seq += 1
+        event = cls(session_id=self.id, seq=self.seq, **fields)
+        frame = Frame(self.seq, event.to_json(), event.event)
+        self.unwritten.append(frame)
+        self.store.commit(self.id, self.epoch, Commit((frame,), state, memory))
+        if self.store.status == "degraded" and self.sent_seq < frame.seq:
+            self.hurry()
+        if len(self.unwritten) > HIGH_WATER:
+            self.room.clear()
+        return frame
+
+    def save(self, state: RunState, memory: MemoryDump | None = None) -> None:
+        """Save the run state (and memory) with no new event."""
+        if self.lost_reason is None:
+            self.store.commit(self.id, self.epoch, Commit((), state, memory))
+
+    def written(self, seq: int) -> None:
+        """The store holds every frame up to `seq`: send those not sent yet."""
+        unwritten, listener = self.unwritten, self.listener
+        while unwritten and unwritten[0].seq <= seq:
+            frame = unwritten.popleft()
+            self.written_seq = frame.seq
+            if frame.seq > self.sent_seq:
+                self.sent_seq = frame.seq
+                if listener is not None:
+                    listener.deliver(frame.data, frame.event)
+        if not self.room.is_set() and len(unwritten) <= HIGH_WATER // 2:
+            self.room.set()
+
+    def hurry(self) -> None:
+        """The store does not answer: send what waits for it now (it is saved when it is back)."""
+        listener = self.listener
+        for frame in self.unwritten:
+            if frame.seq > self.sent_seq:
+                self.sent_seq = frame.seq
+                if listener is not None:
+                    listener.deliver(frame.data, frame.event)
+
+    def sent_unwritten(self, after_seq: int) -> list[Frame]:
+        """Frames sent but not yet saved, after `after_seq` (a replay needs them too)."""
+        return [f for f in self.unwritten if after_seq < f.seq <= self.sent_seq]
+
+    def lost(self, reason: LostReason) -> None:
+        """The store refused a write: the session is another replica's now, or gone."""
+        if self.lost_reason is None:
+            self.lost_reason = reason
+            self.unwritten.clear()
+            self.room.set()
+            if self.on_lost is not None:
+                self.on_lost(reason)
+
+    async def wait_room(self) -> None:
+        """Wait while too many frames wait for the store (a run pauses instead of piling up)."""
+        if not self.room.is_set():
+            await self.room.wait()

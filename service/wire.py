@@ -1,0 +1,82 @@
+"""What a run looks like on the wire: each SDK event as its frame, and its metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
+from service.eventlog import EventLog
+from service.metrics import Metrics
+from service.protocol import (
+    AgentPartialAnswer,
+    AgentThinking,
+    AgentToolCall,
+    AgentToolResult,
+    ErrorCode,
+    ThinkingMeta,
+    ToolMeta,
+)
+from service.state.base import MemoryDump
+
+RUN_ERROR_CODES = {
+    "llm_failed": ErrorCode.LLM_FAILED,
+    "max_steps": ErrorCode.MAX_STEPS,
+    "rate_limited": ErrorCode.RATE_LIMITED,
+}
+
+
+def run_error_code(code: str) -> ErrorCode:
+    return RUN_ERROR_CODES.get(code, ErrorCode.AGENT_FAILED)
+
+
+@dataclass
+class RunTally:
+    """What a run used, for its run_finished line."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def publish_run_event(
+    events: EventLog,
+    event: RunEvent,
+    common: dict[str, Any],
+    tally: RunTally,
+    metrics: Metrics,
+    memory: MemoryDump,
+) -> None:
+    """Publish the wire frame of an agent event that does not end the run (Answer and
+    RunFailed do, and the run publishes those itself). A tool result is a step boundary: the
+    agent's memory is saved with it."""
+    match event:
+        case AnswerDelta(content=content):
+            events.publish(AgentPartialAnswer, content=content, **common)
+        case Thinking(content=content, step=step):
+            events.publish(
+                AgentThinking, content=content, metadata=ThinkingMeta(step=step), **common
+            )
+        case ToolStarted(step_id=step_id, tool=tool, args=args):
+            events.publish(
+                AgentToolCall,
+                step_id=step_id,
+                **common,
+                metadata=ToolMeta(tool=tool, args=args, status="running"),
+            )
+        case ToolFinished(step_id=step_id, tool=tool, status=status):
+            metrics.tool_calls_total.labels(tool, status).inc()
+            result = event.output if status == "success" else event.error
+            events.publish(
+                AgentToolResult,
+                step_id=step_id,
+                content=result or "",
+                memory=memory,
+                **common,
+                metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
+            )
+        case ModelCalled():
+            tally.prompt_tokens += event.prompt_tokens
+            tally.completion_tokens += event.completion_tokens
+            metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
+            metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
+            metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)
