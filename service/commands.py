@@ -57,11 +57,15 @@ class Caller(Protocol):
 
     def deliver(self, data: str, event: str) -> None: ...
 
+    def redeliver(self, session_id: str, frame: Frame) -> None:
+        """Send a frame of a session's log again (a retry's answer), unless it has it."""
+
     def check_room(self, session_id: str) -> None:
         """TooManySessions if one more session would pass sessions.max_per_connection."""
 
-    def attach(self, session: Session) -> None:
-        """Listen to a session of this process (a remote caller's replica follows instead)."""
+    def attach(self, session: Session, since: int | None = None) -> None:
+        """Listen to a session of this process, having every frame after `since` (default:
+        what it has sent so far); a remote caller's replica follows the log instead."""
 
     def detach(self, session: Session) -> None:
         """Stop listening to a session (it is being closed)."""
@@ -165,6 +169,8 @@ class Commands:
         record = await self.store.peek(session_id)
         if record is None or record.identity != caller.identity:
             raise not_found(session_id)
+        if self.lifecycle.draining:  # adopting here now would only hand it over again
+            self.lifecycle.refuse_new_work()
         found = await self.registry.adopt(record)
         if isinstance(found, Held):
             if found.owner == self.store.replica or self.forwarder is None or not caller.local:
@@ -179,6 +185,7 @@ class Commands:
 
     async def take_over(self, record: SessionRecord) -> Session:
         """Adopt a session whose owner does not answer (it died, its lease not yet run out)."""
+        self.lifecycle.refuse_new_work()  # draining: another replica will take it
         found = await self.registry.adopt(record, force=True)
         if not isinstance(found, Session):
             raise not_found(record.session_id)
@@ -194,7 +201,7 @@ class Commands:
         if await self.forwarder.forward(remote.owner, frame, caller):
             return None
         session = await self.take_over(remote.record)
-        await self.listen(caller, session)
+        await self.attach(caller, session)
         return session
 
     # --- the commands ---------------------------------------------------------------------
@@ -214,7 +221,6 @@ class Commands:
         session.events.publish(AgentSessionCreated, agent=spec.name, request_id=frame.request_id)
 
     async def message(self, caller: Caller, frame: UserMessage) -> None:
-        self.lifecycle.refuse_new_work()
         limit = self.config.max_message_chars
         if len(frame.content) > limit:
             raise MessageTooLarge(
@@ -228,10 +234,12 @@ class Commands:
                 return
         else:
             session = target
-            caller.attach(session)
+            await self.attach(caller, session)
+        if not session.runs.answers(frame.request_id):  # a retry is no new work
+            self.lifecycle.refuse_new_work()
         again = session.runs.submit(frame.content, frame.request_id)
         if isinstance(again, Frame):  # a retried request_id: the first run's terminal frame
-            caller.deliver(again.data, again.event)
+            caller.redeliver(session.id, again)
         elif isinstance(again, int):
             await self.send_held(caller, session.id, again)
 
@@ -243,7 +251,7 @@ class Commands:
                 f"this request_id was answered at seq {seq}, which is no longer held",
                 oldest_seq=page.oldest_seq if page is not None else None,
             )
-        caller.deliver(page.frames[0].data, page.frames[0].event)
+        caller.redeliver(session_id, page.frames[0])
 
     async def cancel(self, caller: Caller, frame: UserCancel) -> None:
         target = await self.locate(caller, frame.session_id)
@@ -253,7 +261,7 @@ class Commands:
                 return
         else:
             session = target
-            caller.attach(session)
+            await self.attach(caller, session)
         session.runs.cancel_run()
 
     async def close(self, caller: Caller, frame: UserCloseSession) -> None:
@@ -294,12 +302,14 @@ class Commands:
             )
         )
 
-    async def listen(self, caller: Caller, session: Session) -> None:
-        """Make a socket that followed a session (adopted here now) listen to it here, from
-        where its follow got to."""
+    async def attach(self, caller: Caller, session: Session) -> None:
+        """Make the caller listen to a session held here; one that followed it on another
+        replica (adopted here since) gets what it missed from where its follow got to."""
         position = caller.unfollow(session.id)
-        if caller.local and position is not None:
+        if position is not None:
             await self.replay_held(caller, session, position, check=False)
+        else:
+            caller.attach(session)
 
     async def replay_held(
         self, caller: Caller, session: Session, after_seq: int, *, check: bool = True
@@ -327,7 +337,7 @@ class Commands:
             if not frames or not await caller.replay([(f.data, f.event) for f in frames]):
                 break
             position, replayed = frames[-1].seq, replayed + len(frames)
-        caller.attach(session)  # no await since the last check: live frames follow the replay
+        caller.attach(session, after_seq)  # no await since the last check: live frames next
         return position, replayed
 
     async def replay_shared(
@@ -377,6 +387,6 @@ class Commands:
                 return
             found = await self.registry.adopt(record)
             if isinstance(found, Session):
-                await self.listen(caller, found)
+                await self.attach(caller, found)
         except ServiceError as exc:  # another replica was quicker, or Redis is away: it retries
             log.info("follow_adoption_failed", session_id=session_id, code=exc.code.value)

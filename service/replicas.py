@@ -17,6 +17,7 @@ from service.commands import Caller, Commands
 from service.errors import StoreUnavailable
 from service.protocol import ClientEvent, ServerEvent, client_events
 from service.sessions import Session
+from service.state.base import Frame
 from service.state.redis import answering
 from service.state.redis_bus import RedisBus
 
@@ -40,6 +41,8 @@ class Deliver(BaseModel):
     connection_id: str
     data: str
     event: str
+    session_id: str | None = None  # with seq: a frame of that session's log, sent again
+    seq: int | None = None
 
 
 class Probe(BaseModel):
@@ -61,18 +64,31 @@ class RemoteCaller:
     def __init__(self, message: Forward) -> None:
         self.identity = message.identity
         self.message = message
-        self.replies: list[tuple[str, str]] = []
+        self.replies: list[Deliver] = []
 
     def send(self, event: ServerEvent) -> None:
-        self.replies.append((event.to_json(), event.event))
+        self.deliver(event.to_json(), event.event)
 
     def deliver(self, data: str, event: str) -> None:
-        self.replies.append((data, event))
+        self.replies.append(
+            Deliver(connection_id=self.message.connection_id, data=data, event=event)
+        )
+
+    def redeliver(self, session_id: str, frame: Frame) -> None:
+        self.replies.append(
+            Deliver(
+                connection_id=self.message.connection_id,
+                data=frame.data,
+                event=frame.event,
+                session_id=session_id,
+                seq=frame.seq,
+            )
+        )
 
     def check_room(self, session_id: str) -> None:
         return None  # its own replica checks
 
-    def attach(self, session: Session) -> None:
+    def attach(self, session: Session, since: int | None = None) -> None:
         return None
 
     def detach(self, session: Session) -> None:
@@ -125,9 +141,13 @@ class Replicas:
             log.warning("replica_message_invalid", size=len(raw))
             return
         match message:
-            case Deliver(connection_id=connection_id, data=data, event=event):
-                if (socket := self.sockets.get(connection_id)) is not None:
-                    socket.deliver(data, event)
+            case Deliver(connection_id=connection_id, session_id=session_id, seq=seq):
+                if (socket := self.sockets.get(connection_id)) is None:
+                    return
+                if session_id is not None and seq is not None:
+                    socket.redeliver(session_id, Frame(seq, message.data, message.event))
+                else:
+                    socket.deliver(message.data, message.event)
             case Forward():
                 await self.carry_out(message)
             case Probe():
@@ -137,10 +157,9 @@ class Replicas:
         """A command from a socket of another replica, through the same path as ours."""
         caller = RemoteCaller(message)
         await self.commands.handle(caller, client_events.validate_json(message.frame))
-        for data, event in caller.replies:
-            reply = Deliver(connection_id=message.connection_id, data=data, event=event)
+        for reply in caller.replies:
             try:
                 async with answering():
-                    await self.bus.send(message.reply_to, reply.model_dump_json())
+                    await self.bus.send(message.reply_to, reply.model_dump_json(exclude_none=True))
             except StoreUnavailable:
-                log.warning("replica_reply_lost", event=event)
+                log.warning("replica_reply_lost", event=reply.event)

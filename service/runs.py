@@ -84,6 +84,10 @@ class Runs:
     def memory(self) -> str:
         return self.agent.memory.model_dump_json()
 
+    def answers(self, request_id: str | None) -> bool:
+        """Is this request_id one the session has seen (a retry)?"""
+        return request_id is not None and request_id in self.requests
+
     def submit(self, text: str, request_id: str | None) -> Frame | int | None:
         """A user.message: start a run, or apply the multitask policy if one is going.
 

@@ -47,19 +47,25 @@ def publish_run_event(
     memory: MemoryDump,
 ) -> None:
     """Publish the wire frame of an agent event that does not end the run (Answer and
-    RunFailed do, and the run publishes those itself). A tool result is a step boundary: the
-    agent's memory is saved with it."""
+    RunFailed do, and the run publishes those itself). Steps, tool calls and tool results are
+    step boundaries: the agent's memory is saved with them (the user's message, the model's
+    calls, their results), so a replica that adopts the session has every turn."""
     match event:
         case AnswerDelta(content=content):
             events.publish(AgentPartialAnswer, content=content, **common)
         case Thinking(content=content, step=step):
             events.publish(
-                AgentThinking, content=content, metadata=ThinkingMeta(step=step), **common
+                AgentThinking,
+                content=content,
+                metadata=ThinkingMeta(step=step),
+                memory=memory,
+                **common,
             )
         case ToolStarted(step_id=step_id, tool=tool, args=args):
             events.publish(
                 AgentToolCall,
                 step_id=step_id,
+                memory=memory,
                 **common,
                 metadata=ToolMeta(tool=tool, args=args, status="running"),
             )

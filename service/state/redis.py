@@ -16,7 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
+import redis.asyncio
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -111,12 +114,17 @@ class RedisState:
         max_bytes: int,
         lease_s: float,
     ) -> None:
-        import redis.asyncio as redis  # only when a redis_url is configured
-
-        self.redis = redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=1, socket_timeout=3
+        replica = uuid.uuid4().hex
+        self.redis = redis.asyncio.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=1,
+            socket_timeout=3,
+            # a pooled connection that Redis closed (it restarted) is retried at once
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=2),
+            client_name=f"myagent-ws:{replica}",
         )
-        self.replica = uuid.uuid4().hex
+        self.replica = replica
         self.retention_s = retention_s
         self.ttl_s = int(max(retention_s, lease_s)) + 60
         self.lease_ms = int(lease_s * 1000)
@@ -309,6 +317,7 @@ class RedisState:
         held = self.owners.epochs()
         if not held:
             return
+        await self.writer.sync()  # the records of sessions created just now are written
         keys = [key for session_id, _ in held for key in keys_of(session_id)]
         args: list[Any] = [self.replica, self.lease_ms, self.ttl_s, *(e for _, e in held)]
         lost = await self.scripts["RENEW"](keys=keys, args=args)

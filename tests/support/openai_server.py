@@ -1,7 +1,9 @@
 """A scriptable OpenAI-compatible chat-completions server on aiohttp, for tests.
 
 Queue replies with `server.script(...)`; each request to /v1/chat/completions takes the next one.
-Every request is recorded in `server.requests` (body, headers) for assertions.
+With none queued, `responder(body)` (if set) makes the reply from the request, so that several
+processes and clients can share one server. Every request is recorded in `server.requests`
+(body, headers) for assertions.
 
     async with OpenAIServer() as server:
         server.script(ToolCalls(Call("get_weather", '{"ci', 'ty":"Paris"}')), Text("Sun", "ny"))
@@ -15,6 +17,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,9 +95,10 @@ class RecordedRequest:
 class OpenAIServer:
     """The fake endpoint: start it, script replies, read what it received."""
 
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[dict[str, Any]], Reply] | None = None) -> None:
         self.requests: list[RecordedRequest] = []
         self.replies: deque[Reply] = deque()
+        self.responder = responder
         self.stalled = asyncio.Event()  # set when a Stall reply has sent its pieces
         self.disconnected = asyncio.Event()  # set when a client hangs up on a stalled stream
         self._closing = asyncio.Event()
@@ -134,9 +138,12 @@ class OpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
-        if not self.replies:
+        if self.replies:
+            reply = self.replies.popleft()
+        elif self.responder is not None:
+            reply = self.responder(body)
+        else:
             return _error(500, "the fake server has no scripted reply left")
-        reply = self.replies.popleft()
         if isinstance(reply, HTTPError):
             return _error(reply.status, reply.message, reply.headers)
         if not body.get("stream"):
