@@ -19,6 +19,7 @@ import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
 from middleware.base import bound_context
+from middleware.keys import subject
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -26,7 +27,6 @@ from service.keys import (
     connections_key,
     draining_key,
     frame_hooks_key,
-    identity_key,
     metrics_key,
     sessions_key,
     settings_key,
@@ -198,7 +198,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     connection = Connection(
         ws,
         request=request,
-        identity=request.get(identity_key, "anonymous"),
+        identity=subject(request),  # the token's name, or ip:<address> with auth off
         settings=settings,
         agents=app[agents_key],
         sessions=app[sessions_key],
