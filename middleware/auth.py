@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Self
+from urllib.parse import unquote_plus
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -99,7 +100,17 @@ def presented_token(request: web.Request) -> str | None:
     scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query.get("token") or None
+    return query_token(request.rel_url.raw_query_string)
+
+
+def query_token(raw_query: str) -> str | None:
+    """The first `token=` of the undecoded query: the key spelled literally, so `tok%65n=` is
+    no token parameter (nor logged as one); the value is decoded as browsers encode it."""
+    for part in raw_query.split("&"):
+        key, sep, value = part.partition("=")
+        if key == "token" and sep:
+            return unquote_plus(value) or None
+    return None
 
 
 def is_loopback(host: str) -> bool:
