@@ -13,7 +13,6 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Self
 from urllib.parse import unquote_plus
 
@@ -32,7 +31,7 @@ from middleware.base import (
     is_upgrade,
 )
 from middleware.keys import ANONYMOUS, client_ip_key, identity_key
-from middleware.origin import OriginPolicy
+from middleware.origin import OriginPolicy, is_loopback
 from middleware.store import LimitStore
 
 SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
@@ -113,15 +112,6 @@ def query_token(raw_query: str) -> str | None:
     return None
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def protected_mode_problem(
     host: str, enabled: bool, *, has_tokens: bool, in_stack: bool
 ) -> str | None:
@@ -183,7 +173,7 @@ class AuthMiddleware(Middleware):
         return cls(
             parse_tokens(auth.tokens) if auth.enabled else (),
             metrics_tokens=(parse_token(metrics_token, "metrics"),) if metrics_token else (),
-            origins=OriginPolicy(ctx.settings.cors.allowed_origins, ctx.clients),
+            origins=ctx.browsers,
             failures_per_min=ctx.settings.rate_limit.auth_failures_per_min,
             store=ctx.store,
             access=ctx.access,
