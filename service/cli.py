@@ -15,11 +15,14 @@ from aiohttp import web
 
 import service
 from agent_loader.errors import AgentLoadError
+from middleware.client import ClientResolver
+from service.admission import Admission
 from service.errors import ConfigError
 from service.logs import LEVELS, configure_logging
 from service.settings import Settings, load_settings
 
 EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
+BACKLOG = 128  # as aiohttp's TCPSite
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,17 +144,37 @@ async def serve(app: web.Application, host: str, port: int) -> None:
 
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    listener: asyncio.Server | None = None
     try:
-        await web.TCPSite(runner, host, port).start()
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # not TCPSite: each connection is guarded until its request head is complete
+        assert runner.server is not None  # set by setup()
+        guarded = admission(app).wrap(runner.server)
+        listener = await loop.create_server(guarded, host, port, backlog=BACKLOG)
+        stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         structlog.get_logger("myagent_ws").info("shutting_down")
         await drain(app)
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
+
+
+def admission(app: web.Application) -> Admission:
+    """The header timeout and the caps on connections still sending their request head."""
+    from service.keys import metrics_key, settings_key
+
+    server = app[settings_key].server
+    return Admission(
+        header_timeout_s=server.header_timeout_s,
+        per_address=server.max_pending_per_address,
+        total=server.max_pending,
+        clients=ClientResolver(server.trusted_proxies),
+        closed_total=app[metrics_key].pending_closed_total,
+    )
 
 
 if __name__ == "__main__":
