@@ -23,6 +23,7 @@ from service.settings import Settings, load_settings
 
 EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
 BACKLOG = 128  # as aiohttp's TCPSite
+KEEPALIVE_S = 75.0  # an idle keep-alive connection is closed after this
 
 
 def parser() -> argparse.ArgumentParser:
@@ -142,7 +143,10 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     """
     from service.app import drain
 
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout as run_app sets it (a bare AppRunner keeps idle connections an hour)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
     listener: asyncio.Server | None = None
     try:

@@ -78,19 +78,10 @@ class ServerSettings(Section):
     )
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
     trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
-    header_timeout_s: float = Field(
-        default=10.0, gt=0, description="a connection must send its request head within this"
-    )
-    max_pending_per_address: int = Field(
-        default=32, ge=1, description="connections of one address still sending their head"
-    )
-    max_pending: int = Field(
-        default=256, ge=1, description="connections still sending their head, in all"
-    )
-    allowed_hosts: list[str] = Field(
-        default_factory=list,
-        description="Host names browsers may use besides loopback ones (DNS rebinding defence)",
-    )
+    header_timeout_s: float = Field(default=10.0, gt=0, description="request head deadline")
+    max_pending_per_address: int = Field(default=32, ge=1, description="heads not yet sent")
+    max_pending: int = Field(default=256, ge=1, description="heads not yet sent, in all")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names, not loopback")
 
     _split = field_validator("allowed_hosts", mode="before")(comma_list)
 
