@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
 from tests.console.test_console import browser as browser  # the fixture
-from tests.support.system import free_port
+from tests.support.system import free_port, service_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "examples" / "clients" / "browser_client.html"
-
-
-@contextlib.asynccontextmanager
-async def make_run(port: int) -> AsyncIterator[None]:
-    """The server as `make run` starts it: the repo's config, the weather agent, loopback."""
-    script = Path(sys.executable).parent / "myagent-ws"
-    start = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYAGENT_WS_", "OPENAI_"))}
-    process = await asyncio.create_subprocess_exec(
-        *start, "server", "examples/weather_agent.py", "--host", "127.0.0.1", "--port", str(port),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        async with aiohttp.ClientSession() as http, asyncio.timeout(20):
-            while True:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/health")).status == 200:
-                        break
-                except aiohttp.ClientConnectionError:
-                    assert process.returncode is None, "the server exited"
-                    await asyncio.sleep(0.05)  # still starting
-        yield
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 15)
+WEATHER = ROOT / "examples" / "weather_agent.py"
 
 
 @contextlib.asynccontextmanager
@@ -64,8 +36,9 @@ async def dev_server(port: int) -> AsyncIterator[None]:
 
 
 async def test_browser_client_from_a_dev_server_gets_its_final_answer(browser: Browser) -> None:
-    service_port, page_port = free_port(), free_port()
-    async with make_run(service_port), dev_server(page_port):
+    page_port = free_port()
+    # as `make run` starts it: from the repo, so config/server.yaml applies (a loopback bind)
+    async with service_process(WEATHER, ROOT) as service_port, dev_server(page_port):
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
