@@ -31,7 +31,9 @@ async def test_browser_loopback_bind_accepts_pages_on_any_loopback_origin(
     assert (await upgrade(client, origin)).status == 200
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost.evil.example"])
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://localhost.evil.example"]
+)
 async def test_browser_loopback_bind_refuses_other_origins(aiohttp_client, origin: str) -> None:
     client = await aiohttp_client(stack_app(make_settings(**AUTH_ONLY))[0])
     assert (await upgrade(client, origin)).status == 403
