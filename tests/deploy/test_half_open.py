@@ -12,12 +12,14 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from service.settings import ServerSettings
 from tests.support.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HALF_OPEN = 2000
 ADDRESSES = [f"127.0.1.{n}" for n in range(1, 41)]  # 50 each: over both caps
 HEADER_TIMEOUT_S = 3.0
+MAX_PENDING = ServerSettings().max_pending  # connections still sending their head, in all
 HEALTH_LIMIT_S = 0.1
 PARTIAL = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"  # never finished
 
@@ -91,14 +93,22 @@ async def test_half_open_requests_are_capped_and_timed_out_and_health_stays_fast
         for address in ADDRESSES:  # bounded: HALF_OPEN connections in all
             per_address = HALF_OPEN // len(ADDRESSES)
             held += await asyncio.gather(*(hold(port, address) for _ in range(per_address)))
+        watched = [
+            asyncio.create_task(closed_by_server(reader, HEADER_TIMEOUT_S + 5))
+            for reader, _ in held
+        ]
+        # held: the server has taken them all in once all but max_pending were closed at once
+        async with asyncio.timeout(HEADER_TIMEOUT_S):
+            for count, done in enumerate(asyncio.as_completed(watched), start=1):
+                await done
+                if count == HALF_OPEN - MAX_PENDING:
+                    break
         latencies = [await health(port) for _ in range(20)]
         descriptors = len(os.listdir(f"/proc/{pid}/fd"))
         for _, writer in held:  # a byte each, as a slowloris client trickles: no reprieve
             with contextlib.suppress(OSError):
                 writer.write(b"X")
-        closed = await asyncio.gather(
-            *(closed_by_server(reader, HEADER_TIMEOUT_S + 5) for reader, _ in held)
-        )
+        closed = await asyncio.gather(*watched)
         for _, writer in held:
             writer.close()
     printed = output.read_text(encoding="utf-8", errors="replace")
