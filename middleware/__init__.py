@@ -33,7 +33,7 @@ from middleware.base import (
 )
 from middleware.client import ClientResolver, RequestContext
 from middleware.frames import FrameInfo, FrameRejected
-from middleware.origin import setup_cors
+from middleware.origin import HostCheck, OriginPolicy, is_loopback, setup_cors
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.store import LimitStore, MemoryStore
 
@@ -45,9 +45,10 @@ FrameHook = Callable[[FrameInfo], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Stack:
-    """The built stack: RequestContext first, then the configured layers in order."""
+    """The built stack: RequestContext and HostCheck first, then the configured layers."""
 
     context: RequestContext
+    host_check: HostCheck
     layers: tuple[Middleware, ...]
     allowed_origins: tuple[str, ...]
     access: AccessLog
@@ -60,7 +61,7 @@ class Stack:
         A health probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token,
         limit or request id: it skips the layers, and is only counted and logged at debug.
         """
-        chain = (self.context, *self.layers)
+        chain = (self.context, self.host_check, *self.layers)
         access, clock = self.access, self.clock
 
         @web.middleware
@@ -163,7 +164,8 @@ def build_middlewares(
     )
     if problem is not None:
         raise StackConfigError(problem)
-    clients = ClientResolver(settings.server.trusted_proxies)
+    server = settings.server
+    clients = ClientResolver(server.trusted_proxies)
     ctx = StackContext(
         settings=settings,
         metrics=metrics,
@@ -171,9 +173,16 @@ def build_middlewares(
         store=store if store is not None else MemoryStore(),
         clients=clients,
         access=AccessLog(metrics, clock),
+        browsers=OriginPolicy(
+            settings.cors.allowed_origins,
+            clients,
+            local_bind=is_loopback(server.host),
+            allowed_hosts=server.allowed_hosts,
+        ),
     )
     return Stack(
         context=RequestContext.create(ctx),
+        host_check=HostCheck.create(ctx),
         layers=tuple(resolve(name).create(ctx) for name in names),
         allowed_origins=tuple(settings.cors.allowed_origins),
         access=ctx.access,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import Self
 
@@ -28,26 +27,21 @@ from middleware.keys import (
     request_id_key,
     started_key,
 )
+from middleware.redaction import redact
 
 log = structlog.get_logger("myagent_ws.http")
 frame_log = structlog.get_logger("myagent_ws.frames")
 CLIENT_CLOSED = 499  # the client went away before an answer (nginx's convention)
 PROBES = frozenset({HEALTH_PATH, METRICS_PATH})  # polled every few seconds: their lines are debug
 MAX_PATH = 200
-# a token in text we log: `token=T` (a query string, or a path: `/ws%3Ftoken%3DT` decodes to
-# `/ws?token=T`), or `Bearer T` (a header); tokens may hold a /
-SECRET = re.compile(r"(token=|bearer\s+)[^\s&;?#'\"\\]+", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """The text with every token in it replaced by [redacted]."""
-    return SECRET.sub(r"\1[redacted]", text)
 
 
 def logged_path(request: web.Request) -> str:
-    """The path as logged: never the query string, and a `token=` value in it redacted."""
+    """The path as logged: never the query string, and a token in it redacted (the logging
+    pipeline redacts again; this keeps the field clean wherever the record goes)."""
     path = request.path
-    return (redact(path) if "=" in path else path)[:MAX_PATH]  # most paths have no "="
+    clean = redact(path) if "=" in path or "%" in path else path  # most paths have neither
+    return clean[:MAX_PATH]
 
 
 def route_template(request: web.Request) -> str:

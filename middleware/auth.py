@@ -13,8 +13,8 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Self
+from urllib.parse import unquote_plus
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -31,7 +31,7 @@ from middleware.base import (
     is_upgrade,
 )
 from middleware.keys import ANONYMOUS, client_ip_key, identity_key
-from middleware.origin import OriginPolicy
+from middleware.origin import OriginPolicy, is_loopback
 from middleware.store import LimitStore
 
 SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
@@ -99,16 +99,17 @@ def presented_token(request: web.Request) -> str | None:
     scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query.get("token") or None
+    return query_token(request.rel_url.raw_query_string)
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def query_token(raw_query: str) -> str | None:
+    """The first `token=` of the undecoded query: the key spelled literally, so `tok%65n=` is
+    no token parameter (nor logged as one); the value is decoded as browsers encode it."""
+    for part in raw_query.split("&"):
+        key, sep, value = part.partition("=")
+        if key == "token" and sep:
+            return unquote_plus(value) or None
+    return None
 
 
 def protected_mode_problem(
@@ -172,7 +173,7 @@ class AuthMiddleware(Middleware):
         return cls(
             parse_tokens(auth.tokens) if auth.enabled else (),
             metrics_tokens=(parse_token(metrics_token, "metrics"),) if metrics_token else (),
-            origins=OriginPolicy(ctx.settings.cors.allowed_origins, ctx.clients),
+            origins=ctx.browsers,
             failures_per_min=ctx.settings.rate_limit.auth_failures_per_min,
             store=ctx.store,
             access=ctx.access,

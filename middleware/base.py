@@ -18,6 +18,7 @@ from middleware.frames import FrameInfo
 if TYPE_CHECKING:
     from middleware.access_log import AccessLog
     from middleware.client import ClientResolver
+    from middleware.origin import OriginPolicy
     from middleware.store import LimitStore
 
 
@@ -69,6 +70,8 @@ class ServerOptions(Protocol):
     def host(self) -> str: ...
     @property
     def trusted_proxies(self) -> Sequence[str]: ...
+    @property
+    def allowed_hosts(self) -> Sequence[str]: ...
 
 
 class CorsOptions(Protocol):
@@ -114,6 +117,7 @@ class StackContext:
     store: LimitStore
     clients: ClientResolver
     access: AccessLog
+    browsers: OriginPolicy  # the Host and Origin rules (middleware.origin)
 
 
 class Middleware:

@@ -11,3 +11,16 @@ client_ip_key = web.RequestKey("client_ip", str)  # the real client address (tru
 request_id_key = web.RequestKey("request_id", str)
 started_key = web.RequestKey("started", float)  # clock reading when the request came in
 logged_key = web.RequestKey("access_logged", bool)  # its http_request line is written
+
+
+def subject(request: web.Request) -> str:
+    """Whom the request's limits and sessions belong to: the token's name, else its address.
+
+    With auth off or open every client is `anonymous` in the logs, and `ip:<address>` here (the
+    address through trusted proxies), so one client can neither spend another's allowance nor
+    name its sessions.
+    """
+    identity: str = request.get(identity_key, ANONYMOUS)
+    if identity != ANONYMOUS:
+        return identity
+    return f"ip:{request.get(client_ip_key) or request.remote}"

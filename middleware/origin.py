@@ -1,25 +1,44 @@
-"""Browser origins: the WebSocket upgrade's Origin check, and CORS (aiohttp-cors) on HTTP routes.
+"""Browser rules: the Host check, the WebSocket upgrade's Origin check, and CORS (aiohttp-cors).
 
-`cors.allowed_origins` means: the server's own origin (Origin host:port = the Host header) is
-always allowed, so the console it serves works; listed origins are allowed too; `*` allows any.
-An empty list is therefore "same origin only". A request without Origin is not from a browser
-page and is judged by its token alone.
+Which pages may open the WebSocket depends on who can reach the server. Bound to loopback (and
+not reached through a trusted proxy), only this machine can: pages on any loopback origin
+(`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`) are allowed, so a dev server's
+page works, and the `Host` must name a loopback address or one of `server.allowed_hosts`, else
+421: a DNS-rebinding page (Host `rebind.evil.example`) never gets an answer. Bound to a public
+address, or behind a proxy: the server's own origin (Origin host:port = the Host) and the listed
+`cors.allowed_origins`; `*` allows any; the Host is checked only if `allowed_hosts` is set. A
+request without Origin is not from a browser page and is judged by its token alone; `Origin:
+null` (file:// pages, sandboxed frames) is refused unless `*` is set.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 import aiohttp_cors
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from middleware.base import Middleware, StackContext, StackMetrics, error_response
 from middleware.client import ClientResolver
 
+if TYPE_CHECKING:
+    from middleware.access_log import AccessLog
+
 ANY = "*"
+HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 ALLOW_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
 EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
+
+MISDIRECTED = (
+    "this server does not answer to that host name; browse to it by a loopback address, or add "
+    "the name to server.allowed_hosts on the server"
+)
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -51,14 +70,78 @@ def check_origins(entries: Iterable[str]) -> None:
             parse_origin(entry)
 
 
-class OriginPolicy:
-    """Which browser pages may open the WebSocket (cross-site WebSocket hijacking defence)."""
+def is_loopback(host: str) -> bool:
+    """`localhost`, or an address of 127.0.0.0/8 or ::1 (brackets allowed)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, allowed: Iterable[str], clients: ClientResolver) -> None:
+
+def host_name(text: str) -> str | None:
+    """The name of a Host header (`Name:8080`, `[::1]:80`) in lower case, without its port."""
+    try:
+        name = urlsplit(f"//{text.strip()}").hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None
+
+
+def check_hosts(entries: Iterable[str]) -> None:
+    """ValueError for an entry of server.allowed_hosts that is no bare host name or address."""
+    for entry in entries:
+        text = entry.strip()
+        if text == ANY or HOST.fullmatch(text):
+            continue
+        try:
+            ip_address(text.strip("[]"))
+        except ValueError:
+            raise ValueError(
+                f"{entry[:100]!r} is not a host name like agent.example.com (no scheme, port "
+                "or path)"
+            ) from None
+
+
+def listed_host(entry: str) -> str:
+    return entry.strip().strip("[]").lower().rstrip(".")
+
+
+class OriginPolicy:
+    """Which browser pages may reach the server (DNS rebinding, cross-site WebSocket hijacking).
+
+    `local_bind`: the server listens on loopback; requests not from a trusted proxy then follow
+    the loopback rules (module docstring).
+    """
+
+    def __init__(
+        self,
+        allowed: Iterable[str],
+        clients: ClientResolver,
+        *,
+        local_bind: bool = False,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
         entries = [entry.strip() for entry in allowed]
         self.any = ANY in entries
         self.allowed = {parse_origin(entry) for entry in entries if entry != ANY}
         self.clients = clients
+        self.local_bind = local_bind
+        hosts = [entry.strip() for entry in allowed_hosts]
+        self.any_host = ANY in hosts
+        self.hosts = frozenset(listed_host(entry) for entry in hosts if entry != ANY)
+
+    def local(self, request: web.Request) -> bool:
+        """Only this machine can send this request: a loopback bind, not through a proxy."""
+        return self.local_bind and not self.clients.peer_is_trusted(request)
+
+    def host_allowed(self, request: web.Request) -> bool:
+        """The Host names this server: loopback or listed (on a loopback bind, or if listed)."""
+        if self.any_host or not (self.hosts or self.local(request)):
+            return True
+        name = host_name(self.clients.host(request))
+        return name is not None and (name in self.hosts or is_loopback(name))
 
     def allows(self, request: web.Request) -> bool:
         origin = request.headers.get("Origin")
@@ -68,7 +151,9 @@ class OriginPolicy:
             parsed = parse_origin(origin)
         except ValueError:  # "null" (sandboxed frames, file://) and garbage
             return False
-        return parsed in self.allowed or self.same_origin(parsed, request)
+        if parsed in self.allowed or self.same_origin(parsed, request):
+            return True
+        return self.local(request) and is_loopback(parsed[1])  # a dev server's page
 
     def same_origin(self, origin: Origin, request: web.Request) -> bool:
         scheme, host, port = origin
@@ -78,6 +163,32 @@ class OriginPolicy:
         except ValueError:
             return False
         return own.hostname == host and own_port == port
+
+
+class HostCheck(Middleware):
+    """421 for a Host the server does not answer to (DNS rebinding), before any other layer.
+
+    Not configurable: it runs right after request_context, whatever `middlewares:` says.
+    """
+
+    name = "host_check"
+
+    def __init__(self, policy: OriginPolicy, access: AccessLog, metrics: StackMetrics) -> None:
+        self.policy = policy
+        self.access = access
+        self.metrics = metrics
+
+    @classmethod
+    def create(cls, ctx: StackContext) -> Self:
+        return cls(ctx.browsers, ctx.access, ctx.metrics)
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.policy.host_allowed(request):
+            return await handler(request)
+        self.metrics.auth_failures_total.labels("host").inc()
+        response = error_response(421, "misdirected", MISDIRECTED)
+        self.access.record(request, 421, reason="host")
+        return response
 
 
 def setup_cors(app: web.Application, allowed: Iterable[str]) -> None:

@@ -31,7 +31,7 @@ from middleware.base import (
     round_up,
 )
 from middleware.frames import FrameInfo, FrameRejected
-from middleware.keys import ANONYMOUS, client_ip_key, identity_key
+from middleware.keys import subject as request_subject
 from middleware.store import LimitStore, MemoryStore
 
 log = structlog.get_logger("myagent_ws.rate_limit")
@@ -86,17 +86,10 @@ class RateLimitMiddleware(Middleware):
             clock=ctx.clock,
         )
 
-    @staticmethod
-    def subject(request: web.Request) -> str:
-        identity: str = request.get(identity_key, ANONYMOUS)
-        if identity != ANONYMOUS:
-            return identity
-        return f"ip:{request.get(client_ip_key) or request.remote}"
-
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in self.exempt:
             return await handler(request)
-        limits, subject = self.limits, self.subject(request)
+        limits, subject = self.limits, request_subject(request)
         wait = await self.store.take(
             f"http:{subject}", limits.http_per_s, limits.http_burst, self.clock()
         )

@@ -3,6 +3,8 @@
 In the spirit of pydantic-ai's TestModel: for a user message it calls the tools the message asks
 for (words of a tool's name or description found in the message), builds their arguments from
 the JSON schema (strings taken from the message), then streams an answer made of the results.
+Its cost is bounded whatever the message: it reads the first MAX_READ characters, in linear
+time, on a worker thread, and streams at most MAX_DELTAS deltas.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from myagent.schema import Message, Role, Usage
 
 _CJK = re.compile(r"[\u3400-\u9fff]+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9']+")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An address starts where a run of its characters starts (the lookbehind) and its parts never
+# give back what they took (possessive): one pass over the text, where the plain pattern tried
+# every start of a long run again, quadratic in the run's length.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # Words that say nothing about which tool or which argument is meant.
 _LATIN_STOP = {
@@ -95,6 +100,8 @@ _CJK_STOP = [
     "如何",
 ]
 _TOOL_BLOCKLIST = {"terminate"}
+MAX_READ = 32_000  # characters of the question the model reads; the rest is not looked at
+MAX_DELTAS = 400  # an answer streams in at most this many deltas (a short one: chunk_chars each)
 
 
 def _keywords(text: str) -> set[str]:
@@ -121,12 +128,14 @@ def build_arguments(schema: dict[str, Any], message: str, used: set[str]) -> dic
     required = list(schema.get("required", []))
     residue = _residue(message, used) or message
     numbers = _NUMBER.findall(message)
+    lowered = message.lower()
+    email = _EMAIL.search(message) if "@" in message else None
     args: dict[str, Any] = {}
     for key in required + [k for k in props if k not in required]:
         spec = props.get(key, {})
         kind = spec.get("type", "string")
         if "enum" in spec:
-            mentioned = [v for v in spec["enum"] if str(v).lower() in message.lower()]
+            mentioned = [v for v in spec["enum"] if str(v).lower() in lowered]
             args[key] = (mentioned or spec["enum"])[0]
         elif kind in ("integer", "number"):
             if not numbers and key not in required:
@@ -136,7 +145,6 @@ def build_arguments(schema: dict[str, Any], message: str, used: set[str]) -> dic
         elif kind == "boolean":
             args[key] = False
         elif kind == "string":
-            email = _EMAIL.search(message)
             if email and ("mail" in key.lower() or key.lower() in {"to", "recipient"}):
                 args[key] = email.group()
             elif key in required:
@@ -158,12 +166,15 @@ class OfflineLLM:
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[str | AssistantTurn]:
-        turn = self.reply(messages, tools)
+        # CPU-bound and linear in the message, which may be a MiB: off the event loop
+        turn = await asyncio.to_thread(self.reply, messages, tools)
         content = turn.content or ""
-        for start in range(0, len(content), self.chunk_chars):
-            if self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
-            yield content[start : start + self.chunk_chars]
+        # at most MAX_DELTAS deltas, each after a turn of the loop: an answer as long as the
+        # message it echoes streams in bounded time and never holds the loop
+        size = max(self.chunk_chars, -(-len(content) // MAX_DELTAS))
+        for start in range(0, len(content), size):
+            await asyncio.sleep(self.token_delay_s)
+            yield content[start : start + size]
         yield turn
 
     def reply(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> AssistantTurn:
@@ -177,6 +188,7 @@ class OfflineLLM:
             -1,
         )
         question = messages[last_user].content or "" if last_user >= 0 else ""
+        question = question[:MAX_READ]  # like a model's context window: its cost is bounded
         results = [m for m in messages[last_user + 1 :] if m.role is Role.TOOL]
         # a rough count of the turn's prompt: the question and what followed it (O(turn), not
         # O(conversation), as this runs for every turn of every session)
@@ -185,6 +197,7 @@ class OfflineLLM:
             answer = "\n".join(m.content or "" for m in results)
             return AssistantTurn(content=answer, usage=usage + Usage(completion_tokens=len(answer)))
         calls = []
+        lowered = question.lower()
         for tool in tools:
             function = tool.get("function", {})
             name = function.get("name", "")
@@ -193,7 +206,7 @@ class OfflineLLM:
             found = {
                 w
                 for w in _keywords(f"{name} {function.get('description', '')}")
-                if w.lower() in question.lower()
+                if w.lower() in lowered
             }
             if found:
                 args = build_arguments(function.get("parameters") or {}, question, found)

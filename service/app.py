@@ -18,6 +18,7 @@ import service
 from agent_loader.loader import AgentFactory, AgentSpec, load_agent_factory
 from middleware import StackConfigError, build_middlewares
 from middleware.base import bound_context
+from middleware.keys import subject
 from middleware.store import LimitSlot
 from service.commands import Commands
 from service.dispatcher import Connection
@@ -27,7 +28,6 @@ from service.keys import (
     commands_key,
     connections_key,
     frame_hooks_key,
-    identity_key,
     lifecycle_key,
     metrics_key,
     replicas_key,
@@ -218,7 +218,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     connection = Connection(
         ws,
         request=request,
-        identity=request.get(identity_key, "anonymous"),
+        identity=subject(request),  # the token's name, or ip:<address> with auth off
         settings=settings,
         commands=app[commands_key],
         metrics=metrics,

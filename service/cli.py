@@ -15,11 +15,15 @@ from aiohttp import web
 
 import service
 from agent_loader.errors import AgentLoadError
+from middleware.client import ClientResolver
+from service.admission import Admission
 from service.errors import ConfigError
 from service.logs import LEVELS, configure_logging
 from service.settings import Settings, load_settings
 
 EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
+BACKLOG = 128  # as aiohttp's TCPSite
+KEEPALIVE_S = 75.0  # an idle keep-alive connection is closed after this
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,6 +72,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, flags)
 
 
+def token_values(settings: Settings) -> list[str]:
+    """The configured token secrets, for the log's redaction (a sha256: entry holds none)."""
+    auth = settings.auth
+    entries = [entry if isinstance(entry, str) else entry.token for entry in auth.tokens]
+    values = [*entries, *([auth.metrics_token] if auth.metrics_token else [])]
+    return [value for value in values if not value.startswith("sha256:")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command is None:
@@ -80,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     fmt = settings.logging.format
     json_logs = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
-    configure_logging(json=json_logs, level=LEVELS[settings.logging.level])
+    configure_logging(
+        json=json_logs, level=LEVELS[settings.logging.level], secrets=token_values(settings)
+    )
     from service.app import create_app, load_agents
 
     try:
@@ -129,19 +143,42 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     """
     from service.app import drain
 
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout as run_app sets it (a bare AppRunner keeps idle connections an hour)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
+    listener: asyncio.Server | None = None
     try:
-        await web.TCPSite(runner, host, port).start()
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # not TCPSite: each connection is guarded until its request head is complete
+        assert runner.server is not None  # set by setup()
+        guarded = admission(app).wrap(runner.server)
+        listener = await loop.create_server(guarded, host, port, backlog=BACKLOG)
+        stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         structlog.get_logger("myagent_ws").info("shutting_down")
         await drain(app)
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
+
+
+def admission(app: web.Application) -> Admission:
+    """The header timeout and the caps on connections still sending their request head."""
+    from service.keys import metrics_key, settings_key
+
+    server = app[settings_key].server
+    return Admission(
+        header_timeout_s=server.header_timeout_s,
+        per_address=server.max_pending_per_address,
+        total=server.max_pending,
+        clients=ClientResolver(server.trusted_proxies),
+        closed_total=app[metrics_key].pending_closed_total,
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""configure_logging(): structlog JSON lines (or the console renderer), stdlib logs included."""
+"""configure_logging(): structlog JSON lines (or the console renderer), stdlib logs included.
+
+Every record, ours and the stdlib's (aiohttp, asyncio, the SDKs), passes one Redactor just
+before it is rendered: tokens never reach the output, whatever line holds them.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 
-from middleware.access_log import redact
+from middleware.redaction import Redactor
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -21,9 +27,20 @@ LEVELS = {
 }
 
 
+QUOTED = re.compile(r"b?['\"]")  # where aiohttp's message starts quoting the request's bytes
+
+
+def parser_reason(exc: HttpProcessingError) -> str:
+    """What the parser refused, in its words, without the raw line or header it quotes."""
+    if isinstance(exc, InvalidURLError):  # its message is the raw target itself
+        return "Invalid URL"
+    text = QUOTED.split(" ".join(exc.message.split()), maxsplit=1)[0]
+    return text.rstrip(" :^.")[:120] or type(exc).__name__
+
+
 class BadRequestFilter(logging.Filter):
-    """aiohttp's parser errors as one redacted info line, not a traceback: hostile input is no
-    bug, and the offending line it quotes may hold `?token=` or the Authorization header."""
+    """aiohttp's parser errors as one info line, not a traceback: hostile input is no bug. The
+    line names what was wrong, never the request line or header it was found in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -31,30 +48,40 @@ class BadRequestFilter(logging.Filter):
             args = record.args if isinstance(record.args, tuple) else ()
             record.client_ip = str(args[0]) if args else None
             record.status = exc.code
-            record.error = redact(" ".join(exc.message.split()))[:300]
+            record.error = parser_reason(exc)
             record.msg, record.args = "bad_http_request", None
             record.exc_info = record.exc_text = None
             if record.levelno > logging.INFO:
                 record.levelno, record.levelname = logging.INFO, "INFO"
-        else:  # every other stdlib line (aiohttp, asyncio, the SDKs): redact its text too
-            record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
-def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
-    """One pipeline for our logs, the SDK's and the stdlib's (aiohttp, asyncio)."""
+def configure_logging(
+    *, json: bool, level: int = logging.INFO, secrets: Iterable[str] = ()
+) -> None:
+    """One pipeline for our logs, the SDK's and the stdlib's (aiohttp, asyncio).
+
+    `secrets` are the configured token values: redacted wherever they appear, besides the
+    patterns. Exceptions are rendered to text first, so their text is redacted too.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    redact = Redactor(secrets).processor
     renderer: list[Any] = (
         [
             ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),  # no locals: tokens
+            redact,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
         if json
-        else [structlog.dev.ConsoleRenderer()]
+        else [
+            structlog.processors.format_exc_info,  # plain text: no locals, and redacted
+            redact,
+            structlog.dev.ConsoleRenderer(),
+        ]
     )
     structlog.configure(
         processors=[*shared, *renderer],

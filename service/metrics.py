@@ -34,6 +34,7 @@ class Metrics:
     auth_failures_total: Counter
     rate_limited_total: Counter
     slow_consumers_total: Counter
+    pending_closed_total: Counter
     _sent: dict[str, Counter] = field(default_factory=dict)
     _received: dict[str, Counter] = field(default_factory=dict)
 
@@ -93,6 +94,11 @@ class Metrics:
             ),
             slow_consumers_total=counter(
                 "slow_consumers_total", "Connections closed for not reading (1013)"
+            ),
+            pending_closed_total=counter(
+                "pending_closed_total",
+                "Connections closed before their request head was complete, by reason",
+                ["reason"],
             ),
         )
 

@@ -21,7 +21,7 @@ from pydantic import (
 from middleware import MIDDLEWARES, check_names
 from middleware.auth import parse_token, parse_tokens
 from middleware.client import check_proxies
-from middleware.origin import check_origins
+from middleware.origin import check_hosts, check_origins
 from service.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/server.yaml")
@@ -37,6 +37,7 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "LOG_FORMAT": ("logging", "format"),
     "REDIS_URL": ("state", "redis_url"),
     "ALLOWED_ORIGINS": ("cors", "allowed_origins"),
+    "ALLOWED_HOSTS": ("server", "allowed_hosts"),
     "MIDDLEWARES": ("middlewares",),
 }
 
@@ -48,7 +49,12 @@ def comma_list(value: Any) -> Any:
     return value
 
 
-RAW_ENV = {("auth", "tokens"), ("cors", "allowed_origins"), ("middlewares",)}  # comma lists
+RAW_ENV = {  # comma lists
+    ("auth", "tokens"),
+    ("cors", "allowed_origins"),
+    ("server", "allowed_hosts"),
+    ("middlewares",),
+}
 
 
 class Section(BaseModel):
@@ -72,11 +78,23 @@ class ServerSettings(Section):
     )
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
     trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="request head deadline")
+    max_pending_per_address: int = Field(default=32, ge=1, description="heads not yet sent")
+    max_pending: int = Field(default=256, ge=1, description="heads not yet sent, in all")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names, not loopback")
+
+    _split = field_validator("allowed_hosts", mode="before")(comma_list)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         check_proxies(value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        check_hosts(value)
         return value
 
 

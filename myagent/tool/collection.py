@@ -12,6 +12,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from myagent.errors import ToolError
+from myagent.tool.arguments import argument_problem
 from myagent.tool.base_tool import BaseTool, ToolResult
 
 log = structlog.get_logger("myagent.tool")
@@ -60,9 +61,9 @@ class ToolCollection(BaseModel):
         tool = self.get(name)
         if tool is None:
             return ToolResult(error=f"unknown tool {name!r}; available: {', '.join(self.names)}")
-        missing = [key for key in tool.schema.get("required", []) if key not in args]
-        if missing:
-            return ToolResult(error=f"missing required argument(s): {', '.join(missing)}")
+        problem = argument_problem(name, tool.schema, args)
+        if problem is not None:
+            return ToolResult(error=problem)
         try:  # check the arguments first, so a TypeError inside the tool counts as a crash
             execute_signature(type(tool)).bind(tool, **args)
         except TypeError as exc:

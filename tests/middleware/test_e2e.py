@@ -144,3 +144,26 @@ async def client_flow(base: str) -> None:
 
         await ws.send(json.dumps(message))  # still usable: user.message has its own allowance
         assert "北京的天气" in (await receive(ws, "agent.final_answer"))["content"]
+
+
+HOSTILE = [  # each once leaked the token to the log (issue 13, finding 5)
+    f"GET /ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n {SECRET}\r\n\r\n",  # obs-fold
+    f"GET /ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\x01{SECRET}\r\n\r\n",
+    f"GET /ws?tok%65n={SECRET} HTTP/1.1 x\r\nHost: x\r\n\r\n",
+    f"GET /ws%253Ftoken%253D{SECRET} HTTP/1.1\r\nHost: x\r\n\r\n",
+    f"GET /ws%3Ftoken%3D{SECRET} HTTP/1.1\r\nHost: x\r\n\r\n",
+    f"GET /ws?x=1&tok%65n={SECRET} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+]
+
+
+async def test_e2e_tokens_in_hostile_requests_never_reach_the_log(tmp_path: Path) -> None:
+    output = tmp_path / "server.out"
+    async with serving(output) as base:
+        statuses = [(await raw_request(base, request)).split(b" ")[1] for request in HOSTILE]
+        assert await refused(f"ws://{base}/ws?tok%65n={SECRET}") == 401  # only `token` is one
+    printed = output.read_text(encoding="utf-8", errors="replace")
+    assert SECRET not in printed, [line for line in printed.splitlines() if SECRET in line]
+    assert b"101" not in statuses
+    assert "Traceback" not in printed and '"exception"' not in printed

@@ -30,8 +30,9 @@ async def test_origin_foreign_page_is_403_before_the_token_is_checked(aiohttp_cl
     assert no_token.status == 403
 
 
-async def test_origin_empty_list_means_same_origin_only(aiohttp_client) -> None:
-    client = await aiohttp_client(stack_app(make_settings(**AUTH_ONLY))[0])
+async def test_origin_empty_list_means_same_origin_only_on_a_public_bind(aiohttp_client) -> None:
+    public = make_settings(server={"host": "0.0.0.0"}, **AUTH_ONLY)  # loopback: test_browser_rules
+    client = await aiohttp_client(stack_app(public)[0])
     own = f"http://{client.host}:{client.port}"
     assert (await get_ws(client, own)).status == 200
     assert (await get_ws(client, f"http://{client.host}:1")).status == 403  # another port

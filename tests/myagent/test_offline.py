@@ -1,7 +1,7 @@
 """The offline model drives the seed's weather agent with no account."""
 
 from myagent import OfflineLLM, ScriptedLLM
-from myagent.events import Answer, ToolFinished, ToolStarted
+from myagent.events import Answer, AnswerDelta, ToolFinished, ToolStarted
 from tests.myagent.helpers import collect, weather_agent
 
 
@@ -54,3 +54,22 @@ async def test_offline_model_is_shared_by_agent_copies() -> None:
     template = weather_agent(OfflineLLM())
     assert template.model_copy(deep=True).llm is template.llm
     assert isinstance(weather_agent(ScriptedLLM()).llm, ScriptedLLM)
+
+
+async def test_offline_email_tool_gets_the_address_named_in_the_message() -> None:
+    from examples.weather_agent import agent
+
+    run = agent.model_copy(deep=True)
+    events = await collect(run.stream_run("发送邮件 to bob.smith+news@mail.example.com, thanks"))
+    [call] = [e for e in events if isinstance(e, ToolStarted)]
+    assert call.tool == "send_email" and call.args["to"] == "bob.smith+news@mail.example.com"
+
+
+async def test_offline_model_reads_a_bounded_prefix_and_streams_bounded_deltas() -> None:
+    from myagent.offline import MAX_DELTAS, MAX_READ
+
+    agent = weather_agent(OfflineLLM())
+    events = await collect(agent.stream_run("天气 " + "x" * (4 * MAX_READ)))
+    [call] = [e for e in events if isinstance(e, ToolStarted)]
+    assert len(call.args["city"]) < MAX_READ
+    assert len([e for e in events if isinstance(e, AnswerDelta)]) <= MAX_DELTAS

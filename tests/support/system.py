@@ -163,4 +163,8 @@ async def service_process(agent_file: Path, cwd: Path, **env: str) -> AsyncItera
     finally:
         if process.returncode is None:
             process.terminate()
-            await process.wait()
+            try:  # a server whose loop is frozen never runs its SIGTERM handler
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -1,0 +1,68 @@
+"""The logging pipeline: every record, structlog's and the stdlib's, passes one redaction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from middleware.redaction import Redactor
+
+TOKEN = "Zq9-tok/en+x"  # a configured token: it must never be printed, wherever it shows up
+
+PROGRAM = textwrap.dedent(
+    f"""
+    import logging, structlog
+    from service.logs import configure_logging
+
+    configure_logging(json={{json}}, secrets=[{TOKEN!r}])
+    log = structlog.get_logger("t")
+    log.info("plain", note="the client sent {TOKEN} in a frame")
+    log.info("nested", detail={{{{"headers": ["X-Key: {TOKEN}"]}}}}, token="anything")
+    logging.getLogger("aiohttp.server").warning("stdlib %s", "{TOKEN}")
+    try:
+        raise ValueError("bad value {TOKEN}")
+    except ValueError:
+        log.exception("crashed")
+        logging.getLogger("asyncio").exception("stdlib crashed")
+    log.info("patterns", a="Authorization: Bearer\\r\\n sec1", b="Bearer\\x01sec2",
+             c="/ws?tok%65n=sec3", d="/ws%253Ftoken%253Dsec4", e="token=sec5&x=1")
+    """
+)
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_logs_never_print_a_configured_token_or_a_credential(json: bool) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM.format(json=json)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    printed = done.stdout + done.stderr
+    for event in ("plain", "nested", "stdlib", "crashed", "stdlib crashed", "patterns"):
+        assert event in printed
+    assert "ValueError" in printed  # the traceback is there, its secret is not
+    assert TOKEN not in printed and "anything" not in printed
+    assert not [s for s in ("sec1", "sec2", "sec3", "sec4", "sec5") if s in printed], printed
+    assert printed.count("[redacted]") >= 9
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("GET /ws?token=abc HTTP/1.1", "GET /ws?token=[redacted] HTTP/1.1"),
+        ("b'Authorization: Bearer\\x01abc'", "b'Authorization: Bearer\\x01[redacted]'"),
+        ("Authorization:\r\n abc", "Authorization:\r\n [redacted]"),
+        ("/ws%3Ftoken%3Dabc", "/ws?token=[redacted]"),
+        ("/ws%253Ftoken%253Dabc", "/ws?token=[redacted]"),
+        ("/ws?tok%65n=abc", "/ws?token=[redacted]"),
+        ("/static/app.js?v=3", "/static/app.js?v=3"),
+        ("100% done", "100% done"),
+    ],
+)
+def test_redactor_finds_tokens_behind_separators_and_encodings(text: str, shown: str) -> None:
+    assert Redactor()(text) == shown
