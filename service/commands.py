@@ -86,6 +86,10 @@ class Forwarder(Protocol):
     async def probe(self, owner: str) -> int: ...
 
 
+class Moved(Exception):  # a signal between replicas, not an error of anyone's
+    """A forwarded command's session is no longer held by the replica it was sent to."""
+
+
 @dataclass(frozen=True, slots=True)
 class Remote:
     """A session held by another replica whose lease still runs."""
@@ -114,26 +118,30 @@ class Commands:
         self.metrics = metrics
         self.forwarder: Forwarder | None = None  # with Redis: set by the app
 
-    async def handle(self, caller: Caller, frame: ClientEvent) -> None:
+    async def handle(self, caller: Caller, frame: ClientEvent, *, moved: bool = False) -> None:
+        """Carry out a client event; `moved`: the replica it was forwarded to no longer holds
+        its session (so it is adopted here, whatever the lease in the store still says)."""
         session_id = getattr(frame, "session_id", None)
         try:
             match frame:
                 case UserCreateSession():
                     self.create(caller, frame)
                 case UserMessage():
-                    await self.message(caller, frame)
+                    await self.message(caller, frame, moved)
                 case UserCancel():
-                    await self.cancel(caller, frame)
+                    await self.cancel(caller, frame, moved)
                 case UserResumeSession():
                     await self.resume(caller, frame)
                 case UserCloseSession():
-                    await self.close(caller, frame)
+                    await self.close(caller, frame, moved)
                 case UserPing():
                     caller.send(SystemPong(request_id=frame.request_id))
                 case _:
                     assert_never(frame)
         except ServiceError as exc:
             self.report(caller, exc, frame.request_id, session_id)
+        except Moved:
+            raise  # the forwarding replica carries it out itself
         except Exception:  # a bug: log it, tell the client no more, keep the socket
             log.exception("command_failed", event=frame.event)
             error = InternalError("the server failed to handle this frame; see its log")
@@ -161,19 +169,23 @@ class Commands:
 
     # --- finding a session ----------------------------------------------------------------
 
-    async def locate(self, caller: Caller, session_id: str) -> Session | Remote:
+    async def locate(
+        self, caller: Caller, session_id: str, moved: bool = False
+    ) -> Session | Remote:
         """The session, held here (adopted if no live replica holds it), or its live owner."""
         session = self.registry.get(session_id, caller.identity)
         if session is not None:
             return session
+        if not caller.local:  # forwarded here, but held here no more: the sender does it
+            raise Moved(session_id)
         record = await self.store.peek(session_id)
         if record is None or record.identity != caller.identity:
             raise not_found(session_id)
         if self.lifecycle.draining:  # adopting here now would only hand it over again
             self.lifecycle.refuse_new_work()
-        found = await self.registry.adopt(record)
+        found = await self.registry.adopt(record, force=moved)
         if isinstance(found, Held):
-            if found.owner == self.store.replica or self.forwarder is None or not caller.local:
+            if found.owner == self.store.replica or self.forwarder is None:
                 raise StoreUnavailable(  # moving between replicas right now
                     f"session {session_id!r} is changing servers; retry in a moment",
                     retry_after_s=1.0,
@@ -220,14 +232,14 @@ class Commands:
         log.info("session_created", session_id=session.id, agent=spec.name)
         session.events.publish(AgentSessionCreated, agent=spec.name, request_id=frame.request_id)
 
-    async def message(self, caller: Caller, frame: UserMessage) -> None:
+    async def message(self, caller: Caller, frame: UserMessage, moved: bool = False) -> None:
         limit = self.config.max_message_chars
         if len(frame.content) > limit:
             raise MessageTooLarge(
                 f"content: {len(frame.content)} characters, over the limit of {limit} "
                 "(sessions.max_message_chars); send a shorter message"
             )
-        target = await self.locate(caller, frame.session_id)
+        target = await self.locate(caller, frame.session_id, moved)
         if isinstance(target, Remote):
             session = await self.forward(caller, target, frame)
             if session is None:
@@ -253,8 +265,8 @@ class Commands:
             )
         caller.redeliver(session_id, page.frames[0])
 
-    async def cancel(self, caller: Caller, frame: UserCancel) -> None:
-        target = await self.locate(caller, frame.session_id)
+    async def cancel(self, caller: Caller, frame: UserCancel, moved: bool = False) -> None:
+        target = await self.locate(caller, frame.session_id, moved)
         if isinstance(target, Remote):
             session = await self.forward(caller, target, frame)
             if session is None:
@@ -264,8 +276,8 @@ class Commands:
             await self.attach(caller, session)
         session.runs.cancel_run()
 
-    async def close(self, caller: Caller, frame: UserCloseSession) -> None:
-        target = await self.locate(caller, frame.session_id)
+    async def close(self, caller: Caller, frame: UserCloseSession, moved: bool = False) -> None:
+        target = await self.locate(caller, frame.session_id, moved)
         if isinstance(target, Remote):
             session = await self.forward(caller, target, frame)
             caller.unfollow(frame.session_id)

@@ -104,7 +104,6 @@ class Connection:
         self.frame_hooks = frame_hooks
         self.sessions: dict[str, Session] = {}  # held here, listened to by this socket
         self.followed: dict[str, Followed] = {}  # held by other replicas
-        self.since: dict[str, int] = {}  # session -> it was sent every frame after this seq
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_frame_at = time.monotonic()  # the client's last frame, for idle_timeout_s
 
@@ -121,21 +120,8 @@ class Connection:
     def deliver(self, data: str, event: str) -> None:
         self.outbox.deliver(data, event)
 
-    def covered(self, session_id: str, since: int) -> None:
-        """From now on this socket gets every frame of the session after `since`; moving
-        between following and listening keeps what it had."""
-        self.since[session_id] = min(self.since.get(session_id, since), since)
-
     def redeliver(self, session_id: str, frame: Frame) -> None:
-        if not self.has(session_id, frame.seq):
-            self.outbox.deliver(frame.data, frame.event)
-
-    def has(self, session_id: str, seq: int) -> bool:
-        """Was this socket sent the frame `seq` of the session (or is it on its way)? It has
-        every frame after the point it started to listen or follow from."""
-        session = self.sessions.get(session_id)
-        listening = session is not None and session.listener is self
-        return (listening or session_id in self.followed) and seq > self.since.get(session_id, seq)
+        self.outbox.deliver(frame.data, frame.event)
 
     def send(self, event: ServerEvent) -> None:
         self.outbox.deliver(event.to_json(), event.event)
@@ -172,10 +158,8 @@ class Connection:
         self.check_room(session.id)
         session.attach(self)
         self.sessions[session.id] = session
-        self.covered(session.id, session.events.sent_seq if since is None else since)
 
     def detach(self, session: Session) -> None:
-        self.since.pop(session.id, None)
         if self.sessions.pop(session.id, None) is not None:
             session.detach(self)
 
@@ -186,7 +170,6 @@ class Connection:
         followed = Followed(self, session_id, running)
         followed.follower = self.follows.follow(session_id, position, followed)
         self.followed[session_id] = followed
-        self.covered(session_id, position)
 
     def unfollow(self, session_id: str) -> int | None:
         followed = self.followed.pop(session_id, None)
@@ -199,8 +182,6 @@ class Connection:
         """A session this socket listened to is no longer held here."""
         if self.sessions.pop(session.id, None) is None:
             return
-        if reason != "fenced":
-            self.since.pop(session.id, None)
         if reason == "fenced" and self.follows is not None:  # another replica holds it now
             self.follow(session.id, session.events.sent_seq, running=True)
             return

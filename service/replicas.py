@@ -14,6 +14,7 @@ import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from service.commands import Caller, Commands
+from service.commands import Moved as MovedHere
 from service.errors import StoreUnavailable
 from service.protocol import ClientEvent, ServerEvent, client_events
 from service.sessions import Session
@@ -45,13 +46,21 @@ class Deliver(BaseModel):
     seq: int | None = None
 
 
+class Moved(BaseModel):
+    """A forwarded frame sent back: the receiving replica no longer holds its session."""
+
+    kind: Literal["moved"] = "moved"
+    connection_id: str
+    frame: str
+
+
 class Probe(BaseModel):
     """Is anyone there? (publishing it says how many replicas listen on that channel)"""
 
     kind: Literal["probe"] = "probe"
 
 
-ReplicaMessage = Annotated[Forward | Deliver | Probe, Field(discriminator="kind")]
+ReplicaMessage = Annotated[Forward | Deliver | Moved | Probe, Field(discriminator="kind")]
 replica_messages: TypeAdapter[ReplicaMessage] = TypeAdapter(ReplicaMessage)
 
 
@@ -120,6 +129,7 @@ class Replicas:
         bus.handler = self.receive
 
     async def forward(self, owner: str, frame: ClientEvent, caller: Caller) -> int:
+        log.debug("command_forwarded", event=frame.event, owner=owner)
         connection_id = getattr(caller, "id", "")
         message = Forward(
             frame=frame.model_dump_json(exclude_none=True),
@@ -140,6 +150,7 @@ class Replicas:
         except ValidationError:
             log.warning("replica_message_invalid", size=len(raw))
             return
+        log.debug("replica_message", kind=message.kind)
         match message:
             case Deliver(connection_id=connection_id, session_id=session_id, seq=seq):
                 if (socket := self.sockets.get(connection_id)) is None:
@@ -150,16 +161,25 @@ class Replicas:
                     socket.deliver(message.data, message.event)
             case Forward():
                 await self.carry_out(message)
+            case Moved(connection_id=connection_id, frame=frame):
+                if (socket := self.sockets.get(connection_id)) is not None:  # ours to do, then
+                    await self.commands.handle(
+                        socket, client_events.validate_json(frame), moved=True
+                    )
             case Probe():
                 pass
 
     async def carry_out(self, message: Forward) -> None:
         """A command from a socket of another replica, through the same path as ours."""
         caller = RemoteCaller(message)
-        await self.commands.handle(caller, client_events.validate_json(message.frame))
-        for reply in caller.replies:
+        replies: list[Deliver | Moved] = [*caller.replies]
+        try:
+            await self.commands.handle(caller, client_events.validate_json(message.frame))
+        except MovedHere:  # held here no more (a drain handed it over): the sender adopts it
+            replies = [Moved(connection_id=message.connection_id, frame=message.frame)]
+        for reply in replies:
             try:
                 async with answering():
                     await self.bus.send(message.reply_to, reply.model_dump_json(exclude_none=True))
             except StoreUnavailable:
-                log.warning("replica_reply_lost", event=reply.event)
+                log.warning("replica_reply_lost", kind=reply.kind)

@@ -17,6 +17,8 @@ log = structlog.get_logger("myagent_ws.replicas")
 PREFIX = "myagent_ws"
 READ_BLOCK_MS = 1000
 READ_COUNT = 500
+LISTEN_POLL_S = 1.0
+CLOSE_WITHIN_S = 2.0
 Handler = Callable[[str], Awaitable[None]]
 
 
@@ -71,7 +73,7 @@ class Follows:
         self.followers.setdefault(session_id, set()).add(follower)
         known = self.read_from.get(session_id)
         if known is None or position < known:
-            self.read_from[session_id] = position  # re-read from there; others skip what they have
+            self.read_from[session_id] = position  # read again from there; others have it
             self.wake()
         return follower
 
@@ -83,6 +85,8 @@ class Follows:
         if not followers:
             del self.followers[follower.session_id]
             self.read_from.pop(follower.session_id, None)
+        else:
+            self.read_from[follower.session_id] = min(f.position for f in followers)
 
     def wake(self) -> None:
         """End the blocking read, so that it reads the new streams too."""
@@ -111,19 +115,25 @@ class Follows:
                 if key == wake_key(self.replica):
                     self.woken = entries[-1][0]
                     continue
-                self.dispatch(key.rpartition(":")[2], entries)
+                try:
+                    self.dispatch(key.rpartition(":")[2], entries)
+                except Exception:  # a bug: keep following every other session
+                    log.exception("follow_dispatch_failed")
 
     def dispatch(self, session_id: str, entries: list[tuple[str, dict[str, str]]]) -> None:
-        if session_id not in self.read_from:
+        """Give each follower the frames right after its position, in order; one that a
+        frame would skip ahead for (it came in behind the read) is read again next time."""
+        followers = self.followers.get(session_id)
+        if not followers:
             return  # unfollowed while the read was out
         for entry_id, fields in entries:
             frame = Frame(int(entry_id.partition("-")[0]), fields["d"], fields["t"])
-            for follower in [*self.followers.get(session_id, ())]:
-                if frame.seq > follower.position:
+            for follower in [*followers]:
+                if frame.seq == follower.position + 1:
                     follower.position = frame.seq
                     follower.sink.deliver(frame)
-            if session_id in self.read_from:
-                self.read_from[session_id] = max(self.read_from[session_id], frame.seq)
+        if session_id in self.followers:  # the next read starts after the one furthest behind
+            self.read_from[session_id] = min(f.position for f in self.followers[session_id])
 
     async def check(self, leases: Any, ttl_s: int) -> None:
         """Tell followers whose session has no owner any more, or is gone (called every few
@@ -165,7 +175,8 @@ class RedisBus:
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.tasks:  # bounded: a read inside the Redis client must not hold up the exit
+            await asyncio.wait(self.tasks, timeout=CLOSE_WITHIN_S)
 
     async def send(self, replica: str, message: str) -> int:
         """Publish to a replica's channel: how many got it (0: that replica is gone)."""
@@ -178,8 +189,11 @@ class RedisBus:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(replica_channel(self.replica))
                     failures = 0
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message" and self.handler is not None:
+                    while True:  # reads of a bounded time: the task stops when cancelled
+                        message = await pubsub.get_message(timeout=LISTEN_POLL_S)
+                        if message is None or message.get("type") != "message":
+                            continue
+                        if self.handler is not None:
                             try:
                                 await self.handler(message["data"])
                             except Exception:
