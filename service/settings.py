@@ -311,6 +311,13 @@ def read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     for agent in data.get("agents") or []:  # relative agent files are relative to the config
         if isinstance(agent, dict) and isinstance(agent.get("file"), str):
             agent["file"] = str((path.parent / agent["file"]).resolve())
+    state = data.get("state")
+    if (
+        isinstance(state, dict)
+        and isinstance(state.get("sqlite_path"), str)
+        and state["sqlite_path"]
+    ):
+        state["sqlite_path"] = str((path.parent / state["sqlite_path"]).resolve())
     layers = data.get("middlewares")
     if isinstance(layers, list):  # so are middleware files (`file.py:Class`)
         data["middlewares"] = [relative_layer(entry, path.parent) for entry in layers]
