@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -272,27 +274,40 @@ class Client:
         self.alive = alive
         self.moves = 0
         self.waiting = ""
+        self.trace: list[str] = []  # what it did, for a failure's message
+
+    def note(self, what: str) -> None:
+        self.trace.append(f"{asyncio.get_running_loop().time():.2f} {what}")
 
     async def move(self, resume: bool = True) -> None:
         for attempt in range(200):
             replica = self.alive[(self.index + attempt) % len(self.alive)]
             try:
+                self.note(f"connect {replica.name}")
                 await self.talk.connect(replica)
                 if resume:
                     resumed = (await self.talk.resume())[-1]
+                    self.note(f"resume {resumed['event']} {resumed.get('code')}")
                     if resumed["event"] != "agent.session_resumed":
                         raise ConnectionError(resumed.get("code"))
                 self.moves += 1
                 return
-            except (aiohttp.ClientError, ConnectionError, TimeoutError, AssertionError):
+            except (aiohttp.ClientError, ConnectionError, TimeoutError, AssertionError) as exc:
+                self.note(f"move failed {exc!r}")
                 await asyncio.sleep(0.1)  # that replica is going or starting: another one
         raise AssertionError(f"client {self.index} found no live replica")
+
+    def sent_before(self, request_id: str) -> bool:
+        return any(line.endswith(f"say {request_id}") for line in self.trace[:-1])
 
     async def turn(self, content: str, request_id: str) -> dict[str, Any]:
         """Send a message and return its run's terminal frame, whatever happens meanwhile."""
         self.waiting = request_id
         while True:
             try:
+                self.note(f"say {request_id}")
+                if self.sent_before(request_id):
+                    self.talk.retried.add(request_id)
                 await self.talk.say(content, request_id)
                 while True:
                     frame = await self.talk.receive(within_s=30)
@@ -301,11 +316,13 @@ class Client:
                     if frame.get("request_id") != request_id:
                         continue
                     if frame["event"] == "agent.error" and "seq" not in frame:
+                        self.note(f"refused {frame['code']}")
                         await asyncio.sleep(frame.get("retry_after_s") or 0.2)
                         break  # refused (shutting_down, unavailable): send it again
                     if frame["event"] in ("agent.final_answer", "agent.error", "agent.interrupted"):
                         return frame
-            except (aiohttp.ClientError, ConnectionError, TimeoutError):
+            except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+                self.note(f"turn broke {exc!r}")
                 await self.move()
                 done = [f for f in self.talk.terminals() if f.get("request_id") == request_id]
                 if done:  # it ended while we moved: the replay had it
@@ -333,6 +350,7 @@ async def test_rolling_restart_of_every_replica_keeps_every_conversation(
             turn += 1
         final = f"c{client.index} after"
         await client.turn(final, f"c{client.index}-after")
+        client.waiting = "done"
         return [*sent, final]
 
     async def roll() -> None:
@@ -348,7 +366,7 @@ async def test_rolling_restart_of_every_replica_keeps_every_conversation(
         async with asyncio.timeout(240):
             _, *histories = await asyncio.gather(roll(), *(converse(c) for c in clients))
     except TimeoutError:
-        stuck = [(c.index, c.waiting, c.talk.last_seq, c.talk.others[-2:]) for c in clients]
+        stuck = [(c.index, c.waiting, c.trace[-8:]) for c in clients if c.waiting != "done"]
         raise AssertionError(f"conversations stuck: {stuck}") from None
     for client, sent in zip(clients, histories, strict=True):
         talk = client.talk
@@ -389,3 +407,71 @@ async def test_sqlite_server_killed_mid_conversation_goes_on_after_restart(
     assert user_turns(request_with(model, "still there?")) == [
         "hello", "slow, then killed", "still there?"
     ]  # fmt: skip
+
+
+def raw_socket(port: int) -> Any:
+    """A WebSocket client on a bare socket that reads nothing after the handshake."""
+    import base64
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def masked(text: str) -> bytes:
+    """A client text frame (masked, as RFC 6455 requires)."""
+    data = text.encode()
+    mask = os.urandom(4)
+    header = (
+        bytes([0x81, 0x80 | len(data)])
+        if len(data) < 126
+        else bytes([0x81, 0x80 | 126, len(data) >> 8, len(data) & 0xFF])
+    )
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+async def test_client_that_never_reads_replays_within_bounds_then_is_closed_1013(
+    cluster: Cluster, redis: Redis, http: aiohttp.ClientSession, model: OpenAIServer
+) -> None:
+    model.script(Text(*["y" * 10_000] * 400))  # a 4 MB answer: the log holds its buffer_bytes
+    owner, other = await cluster(
+        2, redis, MYAGENT_WS_RATE_LIMIT__FRAMES_PER_S="50", MYAGENT_WS_RATE_LIMIT__FRAMES_BURST="60"
+    )
+    talk = Conversation(http)
+    await talk.connect(owner)
+    await talk.create()
+    await talk.say("a long answer please")
+    await talk.until(within_s=60)
+    oldest = (await talk.resume(0))[-1]["oldest_seq"]  # all the 4 MiB buffer holds of it
+    before = other.rss_bytes()
+    sock = await asyncio.to_thread(raw_socket, other.port)
+    resume = json.dumps(
+        {"event": "user.resume_session", "session_id": talk.session_id, "last_seq": oldest - 1}
+    )
+    peak = before
+    try:
+        for _ in range(200):  # at its allowance: 50 a second
+            await asyncio.to_thread(sock.sendall, masked(resume))
+            await asyncio.sleep(1 / 50)
+            peak = max(peak, other.rss_bytes())
+        metrics = ""
+        async with asyncio.timeout(20):
+            while 'code="1013"' not in metrics:  # the socket is closed for not reading
+                peak = max(peak, other.rss_bytes())
+                metrics = await (await http.get(f"{other.http}/metrics")).text()
+                await asyncio.sleep(0.2)  # another process's counters
+    finally:
+        sock.close()
+    assert peak - before < 50_000_000, f"RSS grew {(peak - before) / 1e6:.1f} MB"
+    assert "myagent_ws_slow_consumers_total 1.0" in metrics

@@ -6,6 +6,7 @@ import asyncio
 
 import redis.asyncio
 import structlog
+from aiohttp import WSMsgType
 
 from myagent.llm import AssistantTurn
 from service.app import create_app, drain
@@ -271,3 +272,64 @@ async def test_one_socket_follows_no_more_remote_sessions_than_the_limit(
     assert replies[0]["event"] == "agent.session_resumed"
     assert replies[1]["code"] == "too_many_sessions"
     await on_b.close()
+
+
+async def test_one_identity_following_128_sessions_leaves_the_others_working(
+    aiohttp_client, redis_url: str
+) -> None:
+    tokens = [{"name": "alice", "token": "alice-t"}, {"name": "bob", "token": "bob-t"}]
+    config = settings(state={"redis_url": redis_url}, auth={"enabled": True, "tokens": tokens})
+    a = await aiohttp_client(create_app(config, {"weather": scripted("x", "y")}))
+    b = await aiohttp_client(create_app(config, {"weather": scripted("x", "y")}))
+    alice = {"Authorization": "Bearer alice-t"}
+    sids = []
+    for _ in range(8):  # 128 sessions of alice, held by A
+        ws = await open_ws(a, headers=alice)
+        sids += [await create_session(ws) for _ in range(16)]
+        await ws.close()
+    await a.app[store_key].sync()
+    followers = []
+    for group in range(8):  # ...all followed through B, 16 a socket (the limit)
+        ws = await open_ws(b, headers=alice)
+        for sid in sids[group * 16 : group * 16 + 16]:
+            await ws.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+            assert (await receive_until(ws, "agent.session_resumed"))[-1]["replayed"] == 0
+        followers.append(ws)
+    bob = await open_ws(b, headers={"Authorization": "Bearer bob-t"})
+    async with asyncio.timeout(5):  # bob's create, message and resume work at once
+        sid = await create_session(bob)
+        await bob.send_json({"event": "user.message", "session_id": sid, "content": "hi"})
+        assert (await receive_until(bob))[-1]["content"] == "x"
+        await bob.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+        assert (await receive_until(bob, "agent.session_resumed"))[-1]["replayed"] == 3
+    shared = redis.asyncio.from_url(redis_url, decode_responses=True)
+    clients = await shared.client_list()
+    await shared.aclose()
+    replica = b.app[store_key].replica
+    held = [c for c in clients if c.get("name") == f"myagent-ws:{replica}"]
+    assert len(held) <= 8, len(held)  # followers share one reader, not a connection each
+    for ws in [*followers, bob]:
+        await ws.close()
+
+
+async def test_socket_following_a_run_on_another_replica_is_not_idle(
+    aiohttp_client, redis_url: str, gate_tool: GateTool
+) -> None:
+    idle_s = 0.4
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "done", tools=[gate_tool])
+    config = settings(state={"redis_url": redis_url}, server={"idle_timeout_s": idle_s})
+    a = await aiohttp_client(create_app(config, {"weather": factory}))
+    b = await aiohttp_client(create_app(config, {"weather": factory}))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(on_b, "agent.session_resumed")
+    await on_a.send_json({"event": "user.message", "session_id": sid, "content": "go"})
+    await receive_until(on_b, "agent.tool_call")  # the run goes on A; B's socket follows it
+    await asyncio.sleep(idle_s * 3)  # the point is time passing: a run longer than idle_s
+    gate_tool.gate.set()
+    assert (await receive_until(on_b))[-1]["content"] == "done"  # still open
+    async with asyncio.timeout(5):  # idle from the run's end
+        assert (await on_b.receive()).type is WSMsgType.CLOSE
+    await on_a.close()

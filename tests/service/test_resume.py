@@ -378,3 +378,44 @@ async def test_old_socket_closing_spares_a_session_another_socket_took_over(
     await new.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
     assert (await receive_until(new))[-1]["event"] == "agent.final_answer"  # still alive
     await new.close()
+
+
+async def test_taking_sessions_over_by_cancel_stops_at_max_per_connection(aiohttp_client) -> None:
+    app = create_app(settings(sessions={"max_per_connection": 2}), {"weather": offline_weather})
+    client = await aiohttp_client(app)
+    sids = []
+    for _ in range(2):
+        ws = await open_ws(client)
+        sids += [await create_session(ws), await create_session(ws)]
+    taker = await open_ws(client)  # the same identity: it may take them over, up to the limit
+    codes = []
+    for sid in sids:
+        await taker.send_json({"event": "user.cancel", "session_id": sid})
+        codes.append((await taker.receive_json())["code"])
+    assert codes == ["no_active_run", "no_active_run", "too_many_sessions", "too_many_sessions"]
+    await taker.close()
+
+
+async def test_request_ids_are_remembered_for_the_last_64_messages(aiohttp_client) -> None:
+    from service.runs import REMEMBERED_REQUESTS
+
+    assert REMEMBERED_REQUESTS == 64  # docs/protocol.md says so
+    answers = [f"a{n}" for n in range(REMEMBERED_REQUESTS + 2)]
+    client = await aiohttp_client(create_app(settings(), {"weather": scripted(*answers)}))
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+
+    async def say(request_id: str) -> dict[str, object]:
+        await ws.send_json(
+            {"event": "user.message", "session_id": sid, "content": "x", "request_id": request_id}
+        )
+        return (await receive_until(ws))[-1]
+
+    first = await say("m0")
+    for n in range(1, REMEMBERED_REQUESTS):  # 63 later messages: m0 is still remembered
+        assert (await say(f"m{n}"))["content"] == f"a{n}"
+    assert await say("m0") == first  # the first run's answer, same seq: no second run
+    assert (await say(f"m{REMEMBERED_REQUESTS}"))["content"] == f"a{REMEMBERED_REQUESTS}"
+    again = await say("m0")  # 64 later messages: forgotten, so a new run
+    assert again["content"] == f"a{REMEMBERED_REQUESTS + 1}" and again["seq"] > first["seq"]
+    await ws.close()

@@ -168,6 +168,7 @@ class Conversation:
         self.frames: list[dict[str, Any]] = []  # every session frame, in the order received
         self.sent: list[str] = []  # the messages whose runs started
         self.others: list[dict[str, Any]] = []  # frames of no session log (errors, replies)
+        self.retried: set[str] = set()  # request_ids sent more than once
 
     @property
     def last_seq(self) -> int:
@@ -211,6 +212,10 @@ class Conversation:
 
     async def say(self, content: str, request_id: str | None = None) -> None:
         assert self.ws is not None
+        if request_id is not None and any(
+            f.get("request_id") == request_id for f in [*self.frames, *self.others]
+        ):
+            self.retried.add(request_id)
         frame = {"event": "user.message", "session_id": self.session_id, "content": content}
         await self.ws.send_json({**frame, **({"request_id": request_id} if request_id else {})})
 
@@ -229,14 +234,33 @@ class Conversation:
                 return out
 
     def check_log(self) -> None:
-        """Every seq once, none missing: 1, 2, 3, ... in the order received."""
-        seqs = [f["seq"] for f in self.frames]
+        """Every seq once, none missing: 1, 2, 3, ... in the order received.
+
+        The one frame that may come twice is the answer to a retry: a retried request_id is
+        answered with its run's terminal frame again (docs/protocol.md), which may also have
+        come live; a client drops a seq it has.
+        """
+        seen: set[str] = set()
+        frames = []
+        for frame in self.frames:
+            key = json.dumps(frame, sort_keys=True)
+            if (
+                key in seen
+                and frame["event"] in TERMINAL
+                and frame.get("request_id") in self.retried
+            ):
+                continue
+            seen.add(key)
+            frames.append(frame)
+        seqs = [f["seq"] for f in frames]
         if seqs != list(range(1, len(seqs) + 1)):
             odd = [i for i, seq in enumerate(seqs) if seq != i + 1][:1]
-            near = self.frames[max(0, odd[0] - 3) : odd[0] + 3] if odd else []
+            near = frames[max(0, odd[0] - 3) : odd[0] + 3] if odd else []
             raise AssertionError(
                 f"seqs {seqs}; around the first odd one: {near}; other frames: {self.others}"
             )
 
     def terminals(self) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["event"] in TERMINAL]
+        """The terminal frames, each once (a retry's answer repeats one)."""
+        unique = {json.dumps(f, sort_keys=True): f for f in self.frames if f["event"] in TERMINAL}
+        return [*unique.values()]
