@@ -87,10 +87,12 @@ def test_env_example_names_every_variable_compose_reads() -> None:
 
 def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert re.search(r"^FROM python:3\.11-slim AS build$", text, flags=re.MULTILINE)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", text, flags=re.MULTILINE)
     assert re.search(r"^USER 10001$", text, flags=re.MULTILINE)
     assert "HEALTHCHECK" in text and "EXPOSE 8080" in text
-    assert 'CMD ["server", "--config", "/app/config/server.yaml"]' in text
+    assert 'ENTRYPOINT ["/opt/myagent-ws/entrypoint.sh"]' in text
+    assert (ROOT / "deploy" / "docker" / "entrypoint.sh").stat().st_mode & 0o111  # executable
     assert (ROOT / "requirements.runtime.lock").is_file()
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     linted = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")],
