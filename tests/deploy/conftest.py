@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.docker import FIGURES, ROOT, StackImages, built_images, start_building
 
-ORDER = ["test_image", "test_compose"]  # the numbering
+ORDER = ["test_image", "test_compose", "test_compose_failover"]  # the numbering
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
