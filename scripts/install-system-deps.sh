@@ -8,6 +8,12 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 # CJK glyphs, so the console's screenshots of 查询北京天气 show text, not boxes (1.6 MB)
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+# The image and the compose stack, built and run for real (tests/deploy): Debian's Docker Engine
+# (a `docker` client alone is not enough: dockerd), Compose 1.29, and mmdebstrap, which makes the
+# base images since no registry is reachable. The tests start dockerd when it is not running.
+command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need+=(docker.io)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "installing system packages: ${need[*]}"

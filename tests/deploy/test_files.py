@@ -46,6 +46,9 @@ def test_compose_mounts_files_that_exist_and_checks_health() -> None:
         assert service.get("restart") == "unless-stopped"
         for volume in service.get("volumes", []):
             source, _, rest = volume.partition(":")
+            if not source.startswith("."):  # a named volume, declared at the top level
+                assert source in COMPOSE["volumes"], f"{name} mounts undeclared {source}"
+                continue
             assert rest.endswith(":ro"), f"{name} mounts {source} writable"
             assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
         for dependency in service.get("depends_on", {}).values():
@@ -87,10 +90,12 @@ def test_env_example_names_every_variable_compose_reads() -> None:
 
 def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert re.search(r"^FROM python:3\.11-slim AS build$", text, flags=re.MULTILINE)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", text, flags=re.MULTILINE)
     assert re.search(r"^USER 10001$", text, flags=re.MULTILINE)
     assert "HEALTHCHECK" in text and "EXPOSE 8080" in text
-    assert 'CMD ["server", "--config", "/app/config/server.yaml"]' in text
+    assert 'ENTRYPOINT ["/opt/myagent-ws/entrypoint.sh"]' in text
+    assert (ROOT / "deploy" / "docker" / "entrypoint.sh").stat().st_mode & 0o111  # executable
     assert (ROOT / "requirements.runtime.lock").is_file()
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     linted = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")],
@@ -107,3 +112,23 @@ def test_compose_never_hands_the_openai_sdk_an_empty_base_url() -> None:
     assert match and match.group(1), value
     client = openai.AsyncOpenAI(api_key="k", base_url=match.group(1))
     assert client.base_url.scheme == "https" and client.base_url.host
+
+
+def test_compose_images_default_to_the_official_ones_and_redis_persists() -> None:
+    """Each image is named by a variable (the tests pass local ones); unset, the official one."""
+    services = COMPOSE["services"]
+    defaults = {name: re.fullmatch(r"\$\{([A-Z_]+):-([^}]+)\}", service["image"]).groups()
+                for name, service in services.items()}  # type: ignore[union-attr]  # fmt: skip
+    assert defaults == {
+        "agent": ("AGENT_IMAGE", "myagent-ws:latest"),
+        "redis": ("REDIS_IMAGE", "redis:7-alpine"),
+        "nginx": ("NGINX_IMAGE", "nginx:1.27-alpine"),
+        "prometheus": ("PROMETHEUS_IMAGE", "prom/prometheus:v2.53.0"),
+    }
+    base = services["agent"]["build"]["args"]["PYTHON_IMAGE"]
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert base == "${PYTHON_IMAGE:-python:3.11-slim}"
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in dockerfile
+    redis = services["redis"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert "redis-data:/data" in redis["volumes"] and "redis-data" in COMPOSE["volumes"]
