@@ -143,7 +143,7 @@ class Commands:
         except Moved:
             raise  # the forwarding replica carries it out itself
         except Exception:  # a bug: log it, tell the client no more, keep the socket
-            log.exception("command_failed", event=frame.event)
+            log.exception("command_failed", frame=frame.event)
             error = InternalError("the server failed to handle this frame; see its log")
             self.report(caller, error, frame.request_id, session_id)
 

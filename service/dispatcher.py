@@ -121,6 +121,10 @@ class Connection:
         self.outbox.deliver(data, event)
 
     def redeliver(self, session_id: str, frame: Frame) -> None:
+        followed = self.followed.get(session_id)
+        if followed is not None and followed.follower is not None:
+            if frame.seq > followed.follower.position:  # the log brings it, in its place
+                return
         self.outbox.deliver(frame.data, frame.event)
 
     def send(self, event: ServerEvent) -> None:

@@ -129,7 +129,7 @@ class Replicas:
         bus.handler = self.receive
 
     async def forward(self, owner: str, frame: ClientEvent, caller: Caller) -> int:
-        log.debug("command_forwarded", event=frame.event, owner=owner)
+        log.debug("command_forwarded", frame=frame.event, owner=owner)
         connection_id = getattr(caller, "id", "")
         message = Forward(
             frame=frame.model_dump_json(exclude_none=True),
@@ -172,9 +172,9 @@ class Replicas:
     async def carry_out(self, message: Forward) -> None:
         """A command from a socket of another replica, through the same path as ours."""
         caller = RemoteCaller(message)
-        replies: list[Deliver | Moved] = [*caller.replies]
         try:
             await self.commands.handle(caller, client_events.validate_json(message.frame))
+            replies: list[Deliver | Moved] = [*caller.replies]
         except MovedHere:  # held here no more (a drain handed it over): the sender adopts it
             replies = [Moved(connection_id=message.connection_id, frame=message.frame)]
         for reply in replies:
