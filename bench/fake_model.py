@@ -112,7 +112,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8400)
     parser.add_argument("--chunks", type=int, default=20)
     args = parser.parse_args()
-    web.run_app(make_app(args.chunks), host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(
+        make_app(args.chunks), host="127.0.0.1", port=args.port, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":
