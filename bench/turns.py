@@ -196,7 +196,7 @@ async def run_turns(
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         members = [make_client(http, n) for n in range(clients)]
-        async with asyncio.timeout(within_s * 3):  # opening and warming up are bounded too
+        async with asyncio.timeout(within_s * 20):  # opening and warming up are bounded too
             await asyncio.gather(*(c.open(sessions) for c in members))
             for earlier in range(history * sessions):
                 await asyncio.gather(*(c.turn(earlier, None) for c in members))

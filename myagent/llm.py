@@ -181,6 +181,8 @@ class LLM:
                 f"the model endpoint answered HTTP {exc.status_code}: {exc.message}"
             ) from exc
         except openai.APITimeoutError as exc:
+            if refused(exc):  # the SDK's aiohttp transport reports a refused connect as a timeout
+                raise LLMError(f"cannot reach the model endpoint: {exc.__cause__}") from exc
             timeout = self._client_args["timeout"]
             raise LLMError(
                 f"the model endpoint timed out (timeout_s={timeout}); "
@@ -206,6 +208,18 @@ class LLM:
 
 
 JSON_CONTENT: Any = {"headers": {"Content-Type": "application/json"}}
+
+
+def refused(exc: BaseException) -> bool:
+    """True if an error was caused by a connection that failed (not by a timeout)."""
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def new_call_id() -> str:
