@@ -37,6 +37,21 @@ TOKEN = "benchtoken"
 ADK = HERE / "peers" / ".venv" / "bin" / "adk"
 CHUNKS = 20  # text chunks of the answer: with the tool call, 25 frames a turn
 SERVER_CPU, CLIENT_CPU = "1", "0"
+# (clients, measured turns each) ...; earlier turns before the measured ones; bounds
+FULL: dict[str, Any] = {
+    "clients": [(1, 150), (10, 30), (50, 8)],
+    "history": [0, 1, 10, 50],
+    "history_clients": 10,
+    "history_turns": 3,
+    "within_s": 30,
+}
+QUICK: dict[str, Any] = {
+    "clients": [(1, 5), (4, 3)],
+    "history": [0, 2],
+    "history_clients": 2,
+    "history_turns": 2,
+    "within_s": 20,
+}
 
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:
@@ -114,17 +129,22 @@ async def model_stats(base: str) -> dict[str, Any]:
         return dict(await response.json())
 
 
-async def measure_server(server: str, env: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
+async def measure_server(
+    server: str, env: dict[str, str], plan: dict[str, Any], pin: bool = True
+) -> dict[str, Any]:
     """One server's figures for one round: each client count, then each history length."""
     port = free_port()
     health = f"http://127.0.0.1:{port}/" + ("list-apps" if server == "adk" else "health")
     out: dict[str, Any] = {"clients": {}, "history": {}}
-    argv = pinned(SERVER_CPU, command(server, port, env["OPENAI_BASE_URL"]))
+    argv = command(server, port, env["OPENAI_BASE_URL"])
+    argv = pinned(SERVER_CPU, argv) if pin else argv
     async with process(argv, env, health) as pid:
         client = adk_client(port) if server == "adk" else ws_client(port, TOKEN)
         await run_turns(client, pid, 2, turns=3)  # warm up: lazy imports, first connections
-        for clients, turns in plan["clients"]:
-            load = await run_turns(client, pid, clients, turns=turns, within_s=plan["within_s"])
+        for clients, turns in plan["clients"]:  # each turn in a session of its own: no history
+            load = await run_turns(
+                client, pid, clients, turns=turns, sessions=turns, within_s=plan["within_s"]
+            )
             out["clients"][str(clients)] = load.summary()
         for history in plan["history"]:
             load = await run_turns(
@@ -141,8 +161,11 @@ async def measure_server(server: str, env: dict[str, str], plan: dict[str, Any])
     return out
 
 
-async def measure(servers: list[str], plan: dict[str, Any], rounds: int) -> dict[str, Any]:
-    if (os.cpu_count() or 1) > 1:
+async def measure(
+    servers: list[str], plan: dict[str, Any], rounds: int, pin: bool = True
+) -> dict[str, Any]:
+    """Every figure `rounds` times, the servers taking turns; `pin`: CPUs as the docstring says."""
+    if pin and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the load generator beside the fake model
     model_port = free_port()
     fake = f"http://127.0.0.1:{model_port}"
@@ -167,10 +190,10 @@ async def measure(servers: list[str], plan: dict[str, Any], rounds: int) -> dict
         "--chunks",
         str(CHUNKS),
     ]
-    async with process(pinned(CLIENT_CPU, argv), env, f"{fake}/health"):
+    async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
         for round_no in range(1, rounds + 1):
             for server in servers:
-                figures = await measure_server(server, env, plan)
+                figures = await measure_server(server, env, plan, pin)
                 samples[server].append(figures)
                 line = ", ".join(
                     f"{c}: {f['cpu_ms_per_turn']} ms CPU, {f['turns_per_s']} turns/s"
@@ -203,22 +226,7 @@ def main() -> int:
             print(f"no {ADK}: run `make bench-peers`", file=sys.stderr)
             return 2
         servers.append("adk")
-    if args.quick:
-        plan = {
-            "clients": [(1, 5), (4, 3)],
-            "history": [0, 2],
-            "history_clients": 2,
-            "history_turns": 2,
-            "within_s": 20,
-        }
-    else:
-        plan = {
-            "clients": [(1, 150), (10, 30), (50, 8)],
-            "history": [0, 1, 10, 50],
-            "history_clients": 10,
-            "history_turns": 3,
-            "within_s": 30,
-        }
+    plan = QUICK if args.quick else FULL
     rounds = 1 if args.quick else args.rounds
     before = load_average()
     started = time.perf_counter()
