@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run test lint system-deps bench bench-peers clean
+PEERS := bench/peers/.venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.model_path
+
+# Google ADK + LiteLLM in a venv of their own (bench/peers/.venv), served by `adk api_server`
+# against the same fake model: the model-path table with ADK's column.
+$(PEERS)/.installed: bench/peers/requirements.lock
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --disable-pip-version-check -q -r bench/peers/requirements.lock
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
+	$(BIN)/python -m bench.model_path --peers
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache

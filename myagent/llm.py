@@ -8,14 +8,16 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import openai
 import structlog
 from pydantic import BaseModel, Field
 
+from myagent import clients
 from myagent.errors import LLMError, LLMRateLimitError
 from myagent.schema import Function, Message, ToolCall, Usage
+from myagent.wire import ChunkStream, RequestBody, ToolCallParts
 
 log = structlog.get_logger("myagent.llm")
 _call_ids = itertools.count(1)
@@ -69,7 +71,13 @@ class ChatModel(Protocol):
 
 
 class LLM:
-    """An OpenAI-compatible chat model over the official `openai` SDK, streaming."""
+    """An OpenAI-compatible chat model over the official `openai` SDK, streaming.
+
+    Requests go through the SDK's client (its transport, connection pool, retries, auth and
+    error types) with a body prepared once per message, and the stream is read without a
+    pydantic model per chunk (see myagent.wire). Every LLM of the same configuration in an
+    event loop shares one AsyncOpenAI client and its connection pool.
+    """
 
     def __init__(
         self,
@@ -82,6 +90,7 @@ class LLM:
         timeout_s: float = 60.0,
         max_retries: int = 2,
         client: openai.AsyncOpenAI | None = None,
+        transport: Literal["aiohttp", "httpx"] = "aiohttp",
     ) -> None:
         self.model_name = model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini"
         self.temperature = temperature
@@ -91,9 +100,17 @@ class LLM:
             "base_url": base_url,
             "timeout": timeout_s,
             "max_retries": max_retries,
+            "transport": transport,
         }
         self._client = client
         self._owns_client = client is None
+        self._lease: clients.Lease | None = None
+        options: dict[str, Any] = {}
+        if temperature is not None:
+            options["temperature"] = temperature
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        self._body = RequestBody(self.model_name, options)
         self.total_usage = Usage()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LLM:
@@ -107,55 +124,53 @@ class LLM:
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             try:
-                self._client = openai.AsyncOpenAI(**self._client_args)
+                self._lease = clients.acquire(self._client_args)
             except openai.OpenAIError as exc:
                 raise LLMError(f"cannot create the OpenAI client: {exc}") from exc
+            self._client = self._lease.client
         return self._client
 
     async def aclose(self) -> None:
-        """Close the HTTP client this model created; a later call creates a new one."""
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        """Let go of the shared client (closed with its last user); a later call gets one again."""
+        if self._owns_client and self._lease is not None:
+            lease, self._lease, self._client = self._lease, None, None
+            await lease.release()
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[str | AssistantTurn]:
-        request: dict[str, Any] = {
-            "model": self.model_name,
-            "messages": [m.to_openai() for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:
-            request["tools"] = list(tools)
-        if self.temperature is not None:
-            request["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            request["max_tokens"] = self.max_tokens
         started = time.perf_counter()
         text: list[str] = []
-        calls = _ToolCallParts()
-        usage = Usage()
+        calls = ToolCallParts()
+        usage: Any = None
         try:
-            response = await self.client.chat.completions.create(**request)
-            try:
-                async for chunk in response:
-                    if chunk.usage is not None:
-                        usage = Usage(
-                            prompt_tokens=chunk.usage.prompt_tokens or 0,
-                            completion_tokens=chunk.usage.completion_tokens or 0,
-                        )
-                    if not chunk.choices:
-                        continue
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        text.append(delta.content)
-                        yield delta.content
-                    for part in delta.tool_calls or ():
-                        calls.add(part)
-            finally:
-                await response.close()
+            body = self._body.build(messages, tools)
+            stream = await self.client.post(
+                "/chat/completions",
+                cast_to=object,
+                content=body,
+                options=JSON_CONTENT,
+                stream=True,
+                stream_cls=ChunkStream,
+            )
+            async with closing_stream(stream.batches()) as batches:
+                async for batch in batches:
+                    for chunk in batch:
+                        usage = chunk.get("usage") or usage
+                        choices = chunk.get("choices")
+                        if not choices:
+                            continue
+                        delta = choices[0].get("delta")
+                        if not delta:
+                            continue
+                        content = delta.get("content")
+                        if content:
+                            if not isinstance(content, str):
+                                raise ValueError(f"content is not text: {content!r:.80}")
+                            text.append(content)
+                            yield content
+                        for part in delta.get("tool_calls") or ():
+                            calls.add(part)
         except openai.RateLimitError as exc:
             raise LLMRateLimitError(
                 f"the model endpoint is rate limiting us (429) after retries: {exc.message}",
@@ -166,6 +181,8 @@ class LLM:
                 f"the model endpoint answered HTTP {exc.status_code}: {exc.message}"
             ) from exc
         except openai.APITimeoutError as exc:
+            if refused(exc):  # the SDK's aiohttp transport reports a refused connect as a timeout
+                raise LLMError(f"cannot reach the model endpoint: {exc.__cause__}") from exc
             timeout = self._client_args["timeout"]
             raise LLMError(
                 f"the model endpoint timed out (timeout_s={timeout}); "
@@ -175,50 +192,48 @@ class LLM:
             raise LLMError(f"cannot reach the model endpoint: {exc}") from exc
         except openai.APIError as exc:
             raise LLMError(f"the model endpoint reported an error: {exc.message}") from exc
-        except (openai.OpenAIError, ValueError, KeyError) as exc:
+        except (openai.OpenAIError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LLMError(f"the model endpoint sent a malformed stream: {exc}") from exc
-        self.total_usage = self.total_usage + usage
-        tool_calls = calls.tool_calls()
+        turn_usage = read_usage(usage)
+        self.total_usage = self.total_usage + turn_usage
+        tool_calls = calls.tool_calls(new_call_id)
         log.debug(
             "llm_turn",
             model=self.model_name,
             duration_s=time.perf_counter() - started,
             tool_calls=len(tool_calls),
-            completion_tokens=usage.completion_tokens,
+            completion_tokens=turn_usage.completion_tokens,
         )
-        yield AssistantTurn(content="".join(text) or None, tool_calls=tool_calls, usage=usage)
+        yield AssistantTurn(content="".join(text) or None, tool_calls=tool_calls, usage=turn_usage)
 
 
-class _ToolCallParts:
-    """Tool calls put together from streamed deltas, which carry the call's `index`."""
+JSON_CONTENT: Any = {"headers": {"Content-Type": "application/json"}}
 
-    def __init__(self) -> None:
-        self.slots: dict[int, dict[str, str]] = {}
 
-    def add(self, part: Any) -> None:
-        index = part.index
-        if index is None:  # some servers leave it out: a new id starts a new call
-            same = [i for i, slot in self.slots.items() if part.id and slot["id"] == part.id]
-            if same:
-                index = same[0]
-            else:
-                index = len(self.slots) if part.id or not self.slots else max(self.slots)
-        slot = self.slots.setdefault(index, {"id": "", "name": "", "arguments": ""})
-        slot["id"] = part.id or slot["id"]
-        if part.function is not None:
-            name = part.function.name or ""
-            if name != slot["name"]:  # some servers repeat the whole name in every delta
-                slot["name"] += name
-            slot["arguments"] += part.function.arguments or ""
+def refused(exc: BaseException) -> bool:
+    """True if an error was caused by a connection that failed (not by a timeout)."""
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
-    def tool_calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(
-                id=slot["id"] or f"call_{next(_call_ids)}",
-                function=Function(name=slot["name"], arguments=slot["arguments"]),
-            )
-            for _, slot in sorted(self.slots.items())
-        ]
+
+def new_call_id() -> str:
+    return f"call_{next(_call_ids)}"
+
+
+def read_usage(usage: Any) -> Usage:
+    """The usage object of the last chunk that had one (include_usage), or zeros."""
+    if not isinstance(usage, dict):
+        return Usage()
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+    )
 
 
 def retry_after_s(headers: Any) -> float | None:

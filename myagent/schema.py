@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 STEP_PROMPT = "next_step_prompt"  # the name that marks a step prompt; never sent to the API
 
@@ -60,6 +61,20 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    _wire: bytes | None = PrivateAttr(default=None)  # to_openai() as JSON, made once
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name != "_wire" and self.__pydantic_private__ is not None:
+            self.__pydantic_private__["_wire"] = None  # a changed field: serialise it again
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields (the cached wire form does not count)."""
+        if not isinstance(other, Message):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as BaseModel is
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -96,3 +111,13 @@ class Message(BaseModel):
         if self.name is not None and self.role is Role.TOOL:
             out["name"] = self.name
         return out
+
+    def wire_json(self) -> bytes:
+        """to_openai() as compact JSON, computed once: a conversation's earlier messages cost
+        nothing to send again (change a message by assigning its fields, not in place)."""
+        private = self.__pydantic_private__  # not self._wire: pydantic's __getattr__ is slow
+        wire: bytes | None = private.get("_wire") if private is not None else None
+        if wire is None:
+            wire = json.dumps(self.to_openai(), ensure_ascii=False, separators=(",", ":")).encode()
+            self._wire = wire
+        return wire

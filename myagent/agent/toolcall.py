@@ -22,13 +22,24 @@ class ToolCallAgent(ReActAgent):
 
     tools: ToolCollection = Field(default_factory=ToolCollection)
     _pending: list[ToolCall] = PrivateAttr(default_factory=list)
+    _prompts: dict[tuple[str, str], Message] = PrivateAttr(default_factory=dict)
 
     def llm_messages(self) -> list[Message]:
-        messages = [Message.system(self.system_prompt)] if self.system_prompt else []
+        messages = [self._prompt("system", self.system_prompt)] if self.system_prompt else []
         messages.extend(self.memory.messages)
-        if self.next_step_prompt and self.current_step > 1:
-            messages.append(Message.step_prompt(self.next_step_prompt))  # not kept in memory
+        if self.next_step_prompt and self.current_step > 1:  # not kept in memory
+            messages.append(self._prompt("step", self.next_step_prompt))
         return messages
+
+    def _prompt(self, kind: str, text: str) -> Message:
+        """The system or step prompt as a Message, made once per text (its JSON is kept)."""
+        message = self._prompts.get((kind, text))
+        if message is None:
+            if len(self._prompts) > 8:  # prompts that change every time: keep only a few
+                self._prompts.clear()
+            make = Message.system if kind == "system" else Message.step_prompt
+            message = self._prompts[(kind, text)] = make(text)
+        return message
 
     async def think(self) -> AsyncIterator[RunEvent]:
         self._pending = []  # calls of an interrupted run must not be run now

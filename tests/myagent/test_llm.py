@@ -3,14 +3,14 @@
 import asyncio
 import copy
 import json
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from myagent import LLM, AssistantTurn, Message
 from myagent.errors import LLMError, LLMRateLimitError
-from myagent.llm import _ToolCallParts
 from myagent.schema import Usage
+from myagent.wire import ToolCallParts
 from tests.myagent.helpers import EmailTool, WeatherTool, collect, weather_agent
 from tests.support.openai_server import (
     Call,
@@ -198,13 +198,12 @@ async def test_llm_client_is_shared_by_agent_copies(llm: LLM) -> None:
     assert agent.model_copy(deep=True).llm.client is client  # type: ignore[attr-defined]
 
 
-def part(index: int | None, id: str | None, name: str | None, arguments: str) -> SimpleNamespace:
-    function = SimpleNamespace(name=name, arguments=arguments)
-    return SimpleNamespace(index=index, id=id, function=function)
+def part(index: int | None, id: str | None, name: str | None, arguments: str) -> dict[str, Any]:
+    return {"index": index, "id": id, "function": {"name": name, "arguments": arguments}}
 
 
 def test_tool_call_parts_join_deltas_without_index_or_with_repeated_names() -> None:
-    parts = _ToolCallParts()
+    parts = ToolCallParts()
     for delta in [
         part(None, "a", "get_weather", '{"city":'),
         part(None, "a", "get_weather", ' "Paris"}'),  # id and whole name repeated
@@ -213,5 +212,5 @@ def test_tool_call_parts_join_deltas_without_index_or_with_repeated_names() -> N
         part(None, None, "email", ""),
     ]:
         parts.add(delta)
-    calls = [(c.id, c.function.name, c.function.arguments) for c in parts.tool_calls()]
+    calls = [(c.id, c.function.name, c.function.arguments) for c in parts.tool_calls(lambda: "new")]
     assert calls == [("a", "get_weather", '{"city": "Paris"}'), ("b", "send_email", "{}")]

@@ -82,7 +82,14 @@ class Stall:
         self.pieces = pieces
 
 
-Reply = Text | ToolCalls | HTTPError | Malformed | Stall
+class Raw:
+    """A stream of these bytes exactly (for CRLF line ends, comments, errors in the stream)."""
+
+    def __init__(self, *pieces: bytes, drop: bool = False) -> None:
+        self.pieces, self.drop = pieces, drop  # drop: cut the connection after the pieces
+
+
+Reply = Text | ToolCalls | HTTPError | Malformed | Stall | Raw
 
 
 @dataclass
@@ -158,6 +165,14 @@ class OpenAIServer:
         elif isinstance(reply, ToolCalls):
             await _send_tool_calls(response, stream, reply)
             await _finish(response, stream, "tool_calls", reply.usage if include_usage else None)
+        elif isinstance(reply, Raw):
+            for piece in reply.pieces:
+                await response.write(piece)
+            if reply.drop:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await response.write_eof()
         elif isinstance(reply, Malformed):
             await _send_text(response, stream, reply.pieces)
             await response.write(b"data: {this is not json\n\n")

@@ -1,0 +1,258 @@
+"""The model-path benchmark: whole agent turns against a fake model that answers at once.
+
+    python -m bench.model_path             # ceiling and myagent-ws (part of `make bench`)
+    python -m bench.model_path --peers     # and Google ADK (`make bench-peers`)
+    python -m bench.model_path --quick     # tiny numbers, for a smoke test
+
+Every server runs the weather agent's turn against the same bench.fake_model and is driven
+by the same load generator (bench/turns.py). The server under test is pinned to CPU 1, the
+load generator and the fake model to CPU 0. Writes bench/results/model.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.model_report import chart, table, update_doc
+from bench.run import free_port, median_of
+from bench.turns import adk_client, run_turns, ws_client
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+TOKEN = "benchtoken"
+ADK = HERE / "peers" / ".venv" / "bin" / "adk"
+CHUNKS = 20  # text chunks of the answer: with the tool call, 25 frames a turn
+SERVER_CPU, CLIENT_CPU = "1", "0"
+# (clients, measured turns each) ...; earlier turns before the measured ones; bounds
+FULL: dict[str, Any] = {
+    "clients": [(1, 150), (10, 30), (50, 8)],
+    "history": [0, 1, 10, 50],
+    "history_clients": 10,
+    "history_turns": 3,
+    "within_s": 30,
+}
+QUICK: dict[str, Any] = {
+    "clients": [(1, 5), (4, 3)],
+    "history": [0, 2],
+    "history_clients": 2,
+    "history_turns": 2,
+    "within_s": 20,
+}
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    """argv on one CPU, where there are two or more (taskset)."""
+    return ["taskset", "-c", cpu, *argv] if (os.cpu_count() or 1) > 1 else argv
+
+
+def command(server: str, port: int, model_url: str) -> list[str]:
+    if server == "ceiling":
+        return [
+            sys.executable,
+            "-m",
+            "bench.model_ceiling",
+            "--port",
+            str(port),
+            "--model-url",
+            model_url,
+        ]
+    if server == "adk":
+        return [
+            str(ADK),
+            "api_server",
+            "--no-reload",
+            "--session_service_uri",
+            "memory://",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            str(HERE / "peers"),
+        ]
+    agent = str(ROOT / "examples" / "weather_agent.py")
+    return [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "server",
+        agent,
+        "--config",
+        str(HERE / "model.yaml"),
+        "--port",
+        str(port),
+    ]
+
+
+async def wait_healthy(url: str, within_s: float) -> None:
+    async with aiohttp.ClientSession() as http, asyncio.timeout(within_s):
+        while True:
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def process(argv: list[str], env: dict[str, str], health: str) -> AsyncIterator[int]:
+    """Start a process in a scratch directory; yield its pid once `health` answers."""
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            await wait_healthy(health, 60)
+            yield proc.pid
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+
+
+async def model_stats(base: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/stats") as response:
+        return dict(await response.json())
+
+
+async def measure_server(
+    server: str, env: dict[str, str], plan: dict[str, Any], pin: bool = True
+) -> dict[str, Any]:
+    """One server's figures for one round: each client count, then each history length."""
+    port = free_port()
+    health = f"http://127.0.0.1:{port}/" + ("list-apps" if server == "adk" else "health")
+    out: dict[str, Any] = {"clients": {}, "history": {}}
+    argv = command(server, port, env["OPENAI_BASE_URL"])
+    argv = pinned(SERVER_CPU, argv) if pin else argv
+    async with process(argv, env, health) as pid:
+        client = adk_client(port) if server == "adk" else ws_client(port, TOKEN)
+        await run_turns(client, pid, 2, turns=3)  # warm up: lazy imports, first connections
+        for clients, turns in plan["clients"]:  # each turn in a session of its own: no history
+            load = await run_turns(
+                client, pid, clients, turns=turns, sessions=turns, within_s=plan["within_s"]
+            )
+            out["clients"][str(clients)] = load.summary()
+        for history in plan["history"]:
+            load = await run_turns(
+                client,
+                pid,
+                plan["history_clients"],
+                turns=plan["history_turns"],
+                history=history,
+                within_s=plan["within_s"],
+            )
+            figures = load.summary()
+            figures["request_bytes"] = (await model_stats(env["FAKE_MODEL"]))["last_request_bytes"]
+            out["history"][str(history)] = figures
+    return out
+
+
+async def measure(
+    servers: list[str], plan: dict[str, Any], rounds: int, pin: bool = True
+) -> dict[str, Any]:
+    """Every figure `rounds` times, the servers taking turns; `pin`: CPUs as the docstring says."""
+    if pin and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the load generator beside the fake model
+    model_port = free_port()
+    fake = f"http://127.0.0.1:{model_port}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MYAGENT_WS_TOKENS": TOKEN,
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_BASE_URL": f"{fake}/v1",
+        "OPENAI_MODEL": "bench",
+        "FAKE_MODEL": fake,
+        "ADK_DISABLE_TELEMETRY": "1",
+        "LITELLM_LOG": "ERROR",
+    }
+    samples: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.fake_model",
+        "--port",
+        str(model_port),
+        "--chunks",
+        str(CHUNKS),
+    ]
+    async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
+        for round_no in range(1, rounds + 1):
+            for server in servers:
+                figures = await measure_server(server, env, plan, pin)
+                samples[server].append(figures)
+                line = ", ".join(
+                    f"{c}: {f['cpu_ms_per_turn']} ms CPU, {f['turns_per_s']} turns/s"
+                    for c, f in figures["clients"].items()
+                )
+                print(f"round {round_no} {server:10} {line}", flush=True)
+    results: dict[str, Any] = {"servers": {}}
+    for server, runs in samples.items():
+        results["servers"][server] = {
+            part: {key: median_of([r[part][key] for r in runs]) for key in runs[0][part]}
+            for part in ("clients", "history")
+        }
+    return results
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", action="store_true", help="add Google ADK (make bench-peers)")
+    parser.add_argument("--quick", action="store_true", help="tiny numbers (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    servers = ["ceiling", "myagent-ws"]
+    if args.peers:
+        if not ADK.exists():
+            print(f"no {ADK}: run `make bench-peers`", file=sys.stderr)
+            return 2
+        servers.append("adk")
+    plan = QUICK if args.quick else FULL
+    rounds = 1 if args.quick else args.rounds
+    before = load_average()
+    started = time.perf_counter()
+    results = asyncio.run(measure(servers, plan, rounds))
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "chunks": CHUNKS,
+        "rounds": rounds,
+        "quick": args.quick,
+        "load_average_before": before,
+        "load_average_after": load_average(),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "plan": plan,
+    }
+    name = "model-peers" if args.peers else "model"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    markdown = table(results)
+    (args.out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    chart(results, args.out / f"{name}.png")
+    if not args.quick and args.out == RESULTS:
+        update_doc(name, markdown, results["machine"])
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

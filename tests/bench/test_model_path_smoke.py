@@ -1,0 +1,24 @@
+"""The model-path benchmark cannot rot: every server runs whole turns against the fake model."""
+
+from __future__ import annotations
+
+from bench.model_path import QUICK, measure
+from bench.model_report import table
+
+
+async def test_model_path_quick_run_has_every_figure_and_no_error() -> None:
+    results = await measure(["ceiling", "myagent-ws"], QUICK, rounds=1, pin=False)
+    for server in ("ceiling", "myagent-ws"):
+        clients = results["servers"][server]["clients"]
+        assert set(clients) == {"1", "4"}
+        for figures in clients.values():
+            assert figures["errors"] == 0 and figures["turns"] > 0
+            assert figures["frames_per_turn"] == 25  # thinking, call, result, thinking, 20, final
+            assert figures["cpu_ms_per_turn"] > 0 and figures["first_text_p50_ms"] > 0
+        history = results["servers"][server]["history"]
+        assert history["2"]["request_bytes"] > history["0"]["request_bytes"]  # it did grow
+    markdown = table(results)
+    for label in ("CPU ms/turn @ 1 clients", "first text p50 ms @ 1 clients",
+                  "turn end p99 ms @ 4 clients", "CPU ms/turn, 2 earlier turns"):  # fmt: skip
+        assert f"| {label} |" in markdown
+    assert "≤ 2:" in markdown and "≤ 1.5:" in markdown  # the targets column
