@@ -122,9 +122,9 @@ class Connection:
 
     def redeliver(self, session_id: str, frame: Frame) -> None:
         followed = self.followed.get(session_id)
-        if followed is not None and followed.follower is not None:
-            if frame.seq > followed.follower.position:  # the log brings it, in its place
-                return
+        follower = followed.follower if followed is not None else None
+        if follower is not None and frame.seq > follower.position:  # the log brings it
+            return
         self.outbox.deliver(frame.data, frame.event)
 
     def send(self, event: ServerEvent) -> None:
