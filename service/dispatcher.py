@@ -1,6 +1,6 @@
 """One connection: the single task that reads a socket, routing its frames to the commands.
 
-A Connection is also a Caller of service.commands: the sessions it listens to here, the ones it
+A Connection is also a Caller (service.replay) of service.commands: the sessions it listens to here, the ones it
 follows on other replicas (both count against sessions.max_per_connection and keep the socket
 from being idle while a run goes), and its Outbox.
 """
@@ -107,7 +107,7 @@ class Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_frame_at = time.monotonic()  # the client's last frame, for idle_timeout_s
 
-    # --- sending (commands.Caller) --------------------------------------------------------
+    # --- sending (replay.Caller) --------------------------------------------------------
 
     @property
     def closing(self) -> bool:
@@ -144,7 +144,7 @@ class Connection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    # --- the sessions it listens to and follows (commands.Caller) --------------------------
+    # --- the sessions it listens to and follows (replay.Caller) --------------------------
 
     def check_room(self, session_id: str) -> None:
         if session_id in self.sessions or session_id in self.followed:

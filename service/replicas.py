@@ -13,10 +13,11 @@ from typing import Annotated, Literal, Protocol
 import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from service.commands import Caller, Commands
+from service.commands import Commands
 from service.commands import Moved as MovedHere
 from service.errors import StoreUnavailable
 from service.protocol import ClientEvent, ServerEvent, client_events
+from service.replay import Caller
 from service.sessions import Session
 from service.state.base import Frame
 from service.state.redis import answering
