@@ -1,8 +1,8 @@
 """One connection: the single task that reads a socket, routing its frames to the commands.
 
-A Connection is also a Caller (service.replay) of service.commands: the sessions it listens to here, the ones it
-follows on other replicas (both count against sessions.max_per_connection and keep the socket
-from being idle while a run goes), and its Outbox.
+A Connection is also a Caller (service.replay) of service.commands: the sessions it listens
+to here, the ones it follows on other replicas (both count against sessions.max_per_connection
+and keep the socket from being idle while a run goes), and its Outbox.
 """
 
 from __future__ import annotations
