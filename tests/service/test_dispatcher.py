@@ -266,3 +266,17 @@ async def test_disconnect_mid_run_cancels_everything_with_on_disconnect_cancel(
     from service.keys import connections_key, sessions_key
 
     assert len(app[sessions_key]) == 0 and not app[connections_key]
+
+
+async def test_message_over_max_message_chars_is_refused_before_any_work(aiohttp_client) -> None:
+    config = settings(sessions={"max_message_chars": 100})
+    client = await aiohttp_client(create_app(config, {"weather": scripted("short one")}))
+    ws = await open_ws(client)
+    sid = await create_session(ws)
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "天气 " + "x" * 100})
+    refused = await ws.receive_json()
+    assert (refused["event"], refused["code"]) == ("agent.error", "message_too_large")
+    assert "seq" not in refused  # no run started: nothing in the session's log
+    await ws.send_json({"event": "user.message", "session_id": sid, "content": "x" * 100})
+    assert (await receive_until(ws))[-1]["content"] == "short one"  # at the limit: served
+    await ws.close()

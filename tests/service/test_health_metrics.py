@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.app import create_app
 from service.keys import lifecycle_key
 from tests.service.conftest import create_session, offline_weather, receive_until, settings
+from tests.support.poll import until
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -113,3 +114,22 @@ async def test_static_serves_only_the_console_files(aiohttp_client) -> None:
     assert (await client.get("/static/markdown.js")).status == 200
     for path in ("/static/nope.js", "/static/..%2Fapp.py", "/static/%2e%2e/app.py"):
         assert (await client.get(path)).status == 404, path
+
+
+async def test_client_chosen_close_codes_share_one_metric_label(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    for code in range(3000, 3030):  # 30 codes a client may choose (3000-4999)
+        ws = await client.ws_connect("/ws")
+        await ws.receive_json()
+        await ws.close(code=code)
+
+    async def closed() -> dict[str, float]:
+        m = samples(await (await client.get("/metrics")).text())
+        found = {
+            dict(labels)["code"]: value
+            for (name, labels), value in m.items()
+            if name == "myagent_ws_connections_closed_total"
+        }
+        return found if sum(found.values()) >= 30 else {}
+
+    assert await until(closed) == {"other": 30}  # one series, not 30
