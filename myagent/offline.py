@@ -4,7 +4,8 @@ In the spirit of pydantic-ai's TestModel: for a user message it calls the tools 
 for (words of a tool's name or description found in the message), builds their arguments from
 the JSON schema (strings taken from the message), then streams an answer made of the results.
 Its cost is bounded whatever the message: it reads the first MAX_READ characters, in linear
-time, on a worker thread, and streams at most MAX_DELTAS deltas.
+time, on a worker thread when the turn is long (INLINE_CHARS), and streams at most MAX_DELTAS
+deltas.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ _CJK_STOP = [
 ]
 _TOOL_BLOCKLIST = {"terminate"}
 MAX_READ = 32_000  # characters of the question the model reads; the rest is not looked at
+INLINE_CHARS = 4_000  # a turn this short is answered on the loop: a thread hop costs more
+YIELD_EVERY = 16  # unpaced deltas between two turns of the event loop
 MAX_DELTAS = 400  # an answer streams in at most this many deltas (a short one: chunk_chars each)
 
 
@@ -154,6 +157,23 @@ def build_arguments(schema: dict[str, Any], message: str, used: set[str]) -> dic
     return args
 
 
+def last_question(messages: Sequence[Message]) -> int:
+    """The index of the user's last message (-1 if none); the conversation before it is not read."""
+    return next(
+        (
+            i
+            for i in range(len(messages) - 1, -1, -1)
+            if messages[i].role is Role.USER and not messages[i].is_step_prompt
+        ),
+        -1,
+    )
+
+
+def turn_chars(messages: Sequence[Message]) -> int:
+    """The characters of this turn: the user's last message and what followed it."""
+    return sum(len(m.content or "") for m in messages[max(last_question(messages), 0) :])
+
+
 class OfflineLLM:
     """A deterministic model that needs no network: it calls matching tools, then answers."""
 
@@ -166,27 +186,24 @@ class OfflineLLM:
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[str | AssistantTurn]:
-        # CPU-bound and linear in the message, which may be a MiB: off the event loop
-        turn = await asyncio.to_thread(self.reply, messages, tools)
+        # CPU-bound and linear in the message, which may be a MiB: a long one off the event loop
+        if turn_chars(messages) <= INLINE_CHARS:
+            turn = self.reply(messages, tools)
+        else:
+            turn = await asyncio.to_thread(self.reply, messages, tools)
         content = turn.content or ""
-        # at most MAX_DELTAS deltas, each after a turn of the loop: an answer as long as the
-        # message it echoes streams in bounded time and never holds the loop
+        # at most MAX_DELTAS deltas, a turn of the loop every YIELD_EVERY (or a pause before
+        # each, if paced): an answer as long as the message it echoes never holds the loop
         size = max(self.chunk_chars, -(-len(content) // MAX_DELTAS))
-        for start in range(0, len(content), size):
-            await asyncio.sleep(self.token_delay_s)
+        for count, start in enumerate(range(0, len(content), size)):
+            if self.token_delay_s or count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(self.token_delay_s)
             yield content[start : start + size]
         yield turn
 
     def reply(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> AssistantTurn:
         """The turn this model gives for a conversation."""
-        last_user = next(  # from the end: the conversation before it is not read
-            (
-                i
-                for i in range(len(messages) - 1, -1, -1)
-                if messages[i].role is Role.USER and not messages[i].is_step_prompt
-            ),
-            -1,
-        )
+        last_user = last_question(messages)
         question = messages[last_user].content or "" if last_user >= 0 else ""
         question = question[:MAX_READ]  # like a model's context window: its cost is bounded
         results = [m for m in messages[last_user + 1 :] if m.role is Role.TOOL]

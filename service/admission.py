@@ -5,8 +5,11 @@ client that opens sockets and sends a byte now and then (slowloris) can hold eve
 of the process. Each accepted connection is wrapped here until its head is complete (the blank
 line after the headers): past `header_timeout_s` it is closed; over `max_pending_per_address`
 for its peer, or `max_pending` in all, the one that has waited longest is closed, so a new
-client, which sends its head at once, always gets in. A trusted proxy's connections are
-capped only in all. The first eviction of an episode is logged, then one line a minute at most.
+client, which sends its head at once, always gets in. Only a connection that has shown itself
+slow is closed for a cap: one that sent part of a head, or has waited GRACE_S; connections
+accepted together, whose heads are not read yet, are a burst (a proxy, clients reconnecting
+after a restart), not an attack. A trusted proxy's connections are capped only in all. The
+first eviction of an episode is logged, then one line a minute at most.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from middleware.client import ClientResolver, parse_ip
 
 log = structlog.get_logger("myagent_ws.admission")
 LOG_EVERY_S = 60.0
+GRACE_S = 1.0  # a connection that has sent nothing this long is slow, burst or not
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
@@ -62,9 +66,14 @@ class Admission:
             mine = self.by_address.setdefault(address, OrderedDict())
             mine[conn] = None
             if len(mine) > self.per_address:
-                self.evict(next(iter(mine)), "address_cap")
+                self.evict_slow(next(iter(mine)), "address_cap")
         if len(self.pending) > self.total:
-            self.evict(next(iter(self.pending)), "server_cap")
+            self.evict_slow(next(iter(self.pending)), "server_cap")
+
+    def evict_slow(self, oldest: Guarded, reason: str) -> None:
+        """Close the longest waiting connection for a cap, if it is slow (see the module)."""
+        if oldest.partial or self.clock() - oldest.since >= GRACE_S:
+            self.evict(oldest, reason)
 
     def release(self, conn: Guarded) -> None:
         address = self.pending.pop(conn, None)
@@ -107,6 +116,8 @@ class Guarded(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.tail = b""  # the last bytes seen, for a head end split across reads
         self.watching = True
+        self.partial = False  # part of a head came, not all of it
+        self.since = admission.clock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -125,7 +136,7 @@ class Guarded(asyncio.Protocol):
             if any(end in seen for end in HEAD_ENDS):
                 self.done()
             else:
-                self.tail = seen[-3:]
+                self.tail, self.partial = seen[-3:], True
         self.inner.data_received(data)
 
     def done(self) -> None:

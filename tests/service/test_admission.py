@@ -90,3 +90,23 @@ async def test_admission_over_a_cap_closes_the_oldest_not_the_newcomer(
         assert await second.read() == b""
     assert [third.at_eof(), *(r.at_eof() for r in others)] == [False, False, False]
     assert len(admission.pending) == 3
+
+
+async def test_admission_a_burst_of_whole_requests_over_the_caps_is_served(
+    served: tuple[int, Admission],
+) -> None:
+    """Clients that send their head at once are never closed for a cap, however many arrive
+    together (behind a proxy, or on reconnecting all at once after a restart)."""
+    port, _ = served
+
+    async def get() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        try:
+            return await reader.read()
+        finally:
+            writer.close()
+
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(*(get() for _ in range(30)))  # caps: 2 and 3
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 30
