@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -127,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         health=f"http://{host}:{port}/health",
         console=f"http://{host}:{port}/",
     )
+    gc.freeze()  # what start-up made (modules, agents, the app) lives as long as the process:
+    # the collector need not walk it again on every full collection
     try:
         asyncio.run(serve(app, host, port))
     except OSError as exc:

@@ -70,7 +70,7 @@ class EventLog:
         frame = Frame(self.seq, event.to_json(), event.event)
         self.unwritten.append(frame)
         self.store.commit(self.id, self.epoch, Commit((frame,), state, memory))
-        if self.store.status == "degraded" and self.sent_seq < frame.seq:
+        if self.sent_seq < frame.seq and self.store.status == "degraded":  # not saved at once
             self.hurry()
         if len(self.unwritten) > HIGH_WATER:
             self.room.clear()

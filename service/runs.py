@@ -222,7 +222,8 @@ class Runs:
                         )  # fmt: skip
                     else:
                         publish_run_event(events, event, common, tally, self.metrics, self.memory)
-                        await events.wait_room()
+                        if not events.room.is_set():  # the store lags: pause the run
+                            await events.wait_room()
             except asyncio.CancelledError:
                 outcome = "interrupted"
                 self._end(AgentInterrupted, run_id, request_id)

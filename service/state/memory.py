@@ -27,7 +27,9 @@ class _Entry:
     owner: Owner | None
     last_seq: int
     state: RunState
-    log: deque[Frame] = field(default_factory=deque)
+    # (seq, data, event): plain tuples of strings, which the collector stops tracking, where a
+    # Frame (an object) is walked by every collection for as long as the log holds it
+    log: deque[tuple[int, str, str]] = field(default_factory=deque)
     log_bytes: int = 0
     memory: MemoryDump | None = None  # taken only when another owner acquires the session
 
@@ -81,11 +83,11 @@ class MemoryState:
         log = entry.log
         for frame in commit.frames:
             if frame.seq > entry.last_seq:
-                log.append(frame)
+                log.append((frame.seq, frame.data, frame.event))
                 entry.log_bytes += len(frame.data)
                 entry.last_seq = frame.seq
         while len(log) > 1 and (len(log) > self.max_events or entry.log_bytes > self.max_bytes):
-            entry.log_bytes -= len(log.popleft().data)
+            entry.log_bytes -= len(log.popleft()[1])
         if commit.state is not None:
             entry.state = commit.state
         if commit.memory is not None:
@@ -125,9 +127,9 @@ class MemoryState:
         if entry is None:
             return None
         log = entry.log
-        oldest = log[0].seq if log else entry.last_seq + 1
+        oldest = log[0][0] if log else entry.last_seq + 1
         start = max(0, after_seq + 1 - oldest)  # seqs are consecutive in the log
-        frames = tuple(itertools.islice(log, start, start + limit))
+        frames = tuple(Frame(*kept) for kept in itertools.islice(log, start, start + limit))
         return Page(frames, oldest, entry.last_seq)
 
     async def sync(self) -> None:
