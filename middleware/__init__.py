@@ -31,10 +31,12 @@ from middleware.base import (
     StackMetrics,
     StackSettings,
 )
-from middleware.client import ClientResolver, RequestContext
+from middleware.client import ClientResolver
 from middleware.frames import FrameInfo, FrameRejected
-from middleware.origin import HostCheck, OriginPolicy, is_loopback, setup_cors
+from middleware.host_check import HostCheck
+from middleware.origin import OriginPolicy, is_loopback, setup_cors
 from middleware.rate_limit import RateLimitMiddleware
+from middleware.request_context import RequestContext
 from middleware.store import LimitStore, MemoryStore
 
 MIDDLEWARES: dict[str, type[Middleware]] = {
@@ -97,13 +99,8 @@ def resolve(entry: str) -> type[Middleware]:
     layer = MIDDLEWARES.get(entry)
     if layer is not None:
         return layer
-    target, sep, attr = entry.rpartition(":")
-    if not sep or not target or not attr:
-        known = ", ".join(MIDDLEWARES)
-        raise StackConfigError(
-            f"unknown middleware {entry!r}; known: {known}, or a class of yours as "
-            "`module:Class` or `path/to/file.py:Class`"
-        )
+    check_names([entry])
+    target, _, attr = entry.rpartition(":")
     try:
         module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
     except StackConfigError:
@@ -139,9 +136,17 @@ def _import_file(path: str) -> object:
 
 
 def check_names(names: Sequence[str]) -> None:
-    """StackConfigError for an entry that names no middleware, or a layer listed twice."""
-    layers = [resolve(name) for name in names]
-    if len(set(layers)) != len(layers):
+    """StackConfigError for an entry that is neither a built-in name nor `module:Class` /
+    `file.py:Class`, or one listed twice. Imports nothing: build_middlewares resolves them."""
+    for entry in names:
+        target, sep, attr = entry.rpartition(":")
+        if entry not in MIDDLEWARES and not (sep and target and attr.isidentifier()):
+            known = ", ".join(MIDDLEWARES)
+            raise StackConfigError(
+                f"unknown middleware {entry!r}; known: {known}, or a class of yours as "
+                "`module:Class` or `path/to/file.py:Class`"
+            )
+    if len(set(names)) != len(names):
         raise StackConfigError(f"a middleware is listed twice in {list(names)}")
 
 
@@ -155,6 +160,9 @@ def build_middlewares(
     """The stack `settings.middlewares` names; StackConfigError if it must not run as set."""
     names = list(settings.middlewares)
     check_names(names)
+    classes = [resolve(name) for name in names]  # the only place user middleware is imported
+    if len(set(classes)) != len(classes):
+        raise StackConfigError(f"a middleware is listed twice in {names}")
     auth = settings.auth
     problem = protected_mode_problem(
         settings.server.host,
@@ -183,7 +191,7 @@ def build_middlewares(
     return Stack(
         context=RequestContext.create(ctx),
         host_check=HostCheck.create(ctx),
-        layers=tuple(resolve(name).create(ctx) for name in names),
+        layers=tuple(layer.create(ctx) for layer in classes),
         allowed_origins=tuple(settings.cors.allowed_origins),
         access=ctx.access,
         clock=clock,

@@ -16,29 +16,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from ipaddress import ip_address
-from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 import aiohttp_cors
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from middleware.base import Middleware, StackContext, StackMetrics, error_response
 from middleware.client import ClientResolver
-
-if TYPE_CHECKING:
-    from middleware.access_log import AccessLog
 
 ANY = "*"
 HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 ALLOW_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
 EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
-
-MISDIRECTED = (
-    "this server does not answer to that host name; browse to it by a loopback address, or add "
-    "the name to server.allowed_hosts on the server"
-)
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -163,32 +152,6 @@ class OriginPolicy:
         except ValueError:
             return False
         return own.hostname == host and own_port == port
-
-
-class HostCheck(Middleware):
-    """421 for a Host the server does not answer to (DNS rebinding), before any other layer.
-
-    Not configurable: it runs right after request_context, whatever `middlewares:` says.
-    """
-
-    name = "host_check"
-
-    def __init__(self, policy: OriginPolicy, access: AccessLog, metrics: StackMetrics) -> None:
-        self.policy = policy
-        self.access = access
-        self.metrics = metrics
-
-    @classmethod
-    def create(cls, ctx: StackContext) -> Self:
-        return cls(ctx.browsers, ctx.access, ctx.metrics)
-
-    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.policy.host_allowed(request):
-            return await handler(request)
-        self.metrics.auth_failures_total.labels("host").inc()
-        response = error_response(421, "misdirected", MISDIRECTED)
-        self.access.record(request, 421, reason="host")
-        return response
 
 
 def setup_cors(app: web.Application, allowed: Iterable[str]) -> None:

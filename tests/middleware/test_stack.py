@@ -215,7 +215,17 @@ def test_stack_an_entry_that_names_no_middleware_is_refused_at_start(
     entry: str, problem: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(problem)):
-        load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": f"auth,{entry}"})
+        service_app(load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": f"auth,{entry}"}))
+
+
+def test_stack_settings_never_import_a_middleware_file(tmp_path: Path) -> None:
+    (tmp_path / "loud.py").write_text("raise RuntimeError('imported')\n", encoding="utf-8")
+    config = tmp_path / "server.yaml"
+    config.write_text("middlewares: [auth, 'loud.py:Loud']\n", encoding="utf-8")
+    settings = load_settings(config, env={})  # validation reads the entry, imports nothing
+    assert settings.middlewares[-1].endswith("loud.py:Loud")
+    with pytest.raises(ConfigError, match=r"importing .*loud\.py failed: RuntimeError: imported"):
+        service_app(settings)  # building the stack is what imports it
 
 
 class Refuse(Middleware):
