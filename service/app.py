@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pydantic_core
 import structlog
@@ -21,6 +20,7 @@ from middleware.base import bound_context
 from middleware.keys import subject
 from middleware.store import LimitSlot
 from service.commands import Commands
+from service.console import STATIC, console, static_files
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -37,16 +37,15 @@ from service.keys import (
 )
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
-from service.protocol import SystemConnected, SystemShutdown
+from service.protocol import SystemConnected
 from service.sessions import Session, SessionRegistry
 from service.settings import Settings
+from service.shutdown import drain as drain
 from service.state import open_store
 from service.state.base import LostReason
 
 log = structlog.get_logger("myagent_ws.app")
-STATIC = Path(__file__).parent / "static"
 REAP_EVERY_S = 5.0
-SAVE_WITHIN_S = 2.0  # the drain waits this long for the store to take the sessions
 CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1012, 1013})
 
 
@@ -138,29 +137,6 @@ def to_json(value: object) -> str:
     return pydantic_core.to_json(value).decode()
 
 
-async def console(request: web.Request) -> web.StreamResponse:
-    index = STATIC / "index.html"
-    if not index.is_file():
-        return web.json_response(
-            {"error": "no web console in this build; connect a WebSocket client to /ws"}, status=404
-        )
-    return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
-
-
-def static_files(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The console's files, by name. They are checked with the server on each load (ETag,
-    Last-Modified: no-cache), so a browser never runs an old app.js against a new page."""
-    files = {path.name: path for path in folder.iterdir() if path.is_file()}
-
-    async def static_file(request: web.Request) -> web.StreamResponse:
-        path = files.get(request.match_info["name"])
-        if path is None:
-            return web.json_response({"error": "no such file"}, status=404)
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    return static_file
-
-
 def websocket_response(settings: Settings) -> web.WebSocketResponse:
     """The socket every client gets: heartbeats, no compression (it costs ~40% on token
     streams), and the frame size limit (a larger frame closes with 1009)."""
@@ -249,48 +225,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             metrics.connections_closed_total.labels(label).inc()
             log.info("ws_closed", code=code)
     return ws
-
-
-async def drain(app: web.Application) -> None:
-    """Refuse new work, tell clients, let runs finish for the grace, hand sessions over, close
-    1001 (once).
-
-    The CLI calls it on SIGTERM while still listening; on_shutdown calls it again (a no-op).
-    Runs still going after the grace are interrupted; then every session is saved and its
-    lease released, so a client's next message on any replica (or on this one, restarted,
-    with a durable store) goes on with the conversation. Every socket is closed at once: one by
-    one, clients that do not read would add up past the orchestrator's stop grace period.
-    """
-    settings = app[settings_key]
-    grace = settings.server.shutdown_grace_s
-    if not app[lifecycle_key].drain(max(1.0, grace)):
-        return
-    told: set[Connection] = set()
-
-    def tell_everyone() -> None:
-        """system.shutdown to every socket not told yet (one may register during the drain)."""
-        for connection in [*app[connections_key]]:
-            if connection not in told:
-                told.add(connection)
-                connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
-
-    tell_everyone()
-    sessions = app[sessions_key]
-    running = [s.runs.task for s in sessions.sessions.values() if s.running and s.runs.task]
-    if running:
-        await asyncio.wait(running, timeout=grace)
-    await sessions.release_all()
-    try:  # the releases reach the store before the sockets close (if it answers)
-        await asyncio.wait_for(app[store_key].sync(), SAVE_WITHIN_S)
-    except TimeoutError:
-        log.warning("drain_state_not_saved", within_s=SAVE_WITHIN_S)
-    tell_everyone()
-    connections = [*app[connections_key]]
-    await asyncio.gather(
-        *(c.finish(WSCloseCode.GOING_AWAY, "server shutdown") for c in connections),
-        return_exceptions=True,
-    )
-    log.info("drained", connections=len(connections))
 
 
 def create_app(

@@ -141,7 +141,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     aiohttp's run_app closes the listening socket first; we keep it open during the drain so
     that /health answers 503 and the proxy stops sending new clients while runs finish.
     """
-    from service.app import drain
+    from service.shutdown import drain
 
     # keepalive_timeout as run_app sets it (a bare AppRunner keeps idle connections an hour)
     runner = web.AppRunner(
