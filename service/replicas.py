@@ -20,8 +20,8 @@ from service.protocol import ClientEvent, ServerEvent, client_events
 from service.replay import Caller
 from service.sessions import Session
 from service.state.base import Frame
-from service.state.redis import answering
 from service.state.redis_bus import RedisBus
+from service.state.redis_layout import answering
 
 log = structlog.get_logger("myagent_ws.replicas")
 
