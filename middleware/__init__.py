@@ -56,15 +56,22 @@ class Stack:
     access: AccessLog
     clock: Callable[[], float]
 
-    @property
+    @functools.cached_property
     def http(self) -> list[AiohttpMiddleware]:
         """The stack as one aiohttp middleware; the first layer is the outermost.
 
-        A health probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token,
-        limit or request id: it skips the layers, and is only counted and logged at debug.
+        Each route handler's chain of layers is built once, as aiohttp builds its own. A health
+        probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token, limit or
+        request id: it skips the layers, and is only counted and logged at debug.
         """
-        chain = (self.context, self.host_check, *self.layers)
+        layers = (self.context, self.host_check, *self.layers)
         access, clock = self.access, self.clock
+
+        @functools.lru_cache(maxsize=1024)  # handlers are the app's routes: a few
+        def chain(handler: Handler) -> Handler:
+            for layer in reversed(layers):
+                handler = functools.partial(layer.handle, handler=handler)
+            return handler
 
         @web.middleware
         async def stack(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -77,9 +84,7 @@ class Stack:
                     raise
                 access.probe(request, response.status, started)
                 return response
-            for layer in reversed(chain):
-                handler = functools.partial(layer.handle, handler=handler)
-            return await handler(request)
+            return await chain(handler)(request)
 
         return [stack]
 
