@@ -34,7 +34,7 @@ from middleware.base import (
 from middleware.client import ClientResolver
 from middleware.frames import FrameInfo, FrameRejected
 from middleware.host_check import HostCheck
-from middleware.origin import OriginPolicy, is_loopback, setup_cors
+from middleware.origin import AllowedOrigins, OriginPolicy, is_loopback, setup_cors
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.request_context import RequestContext
 from middleware.store import LimitStore, MemoryStore
@@ -52,7 +52,7 @@ class Stack:
     context: RequestContext
     host_check: HostCheck
     layers: tuple[Middleware, ...]
-    allowed_origins: tuple[str, ...]
+    allowed_origins: AllowedOrigins
     access: AccessLog
     clock: Callable[[], float]
 
@@ -172,7 +172,7 @@ def build_middlewares(
     problem = protected_mode_problem(
         settings.server.host,
         auth.enabled,
-        has_tokens=bool(auth.tokens),
+        has_tokens=bool(auth.client_tokens),
         in_stack="auth" in names,
     )
     if problem is not None:
@@ -192,12 +192,15 @@ def build_middlewares(
             local_bind=is_loopback(server.host),
             allowed_hosts=server.allowed_hosts,
         ),
+        tokens=auth.client_tokens,
+        metrics_tokens=auth.metrics_tokens,
+        limits=settings.rate_limit,
     )
     return Stack(
         context=RequestContext.create(ctx),
         host_check=HostCheck.create(ctx),
         layers=tuple(layer.create(ctx) for layer in classes),
-        allowed_origins=tuple(settings.cors.allowed_origins),
+        allowed_origins=settings.cors.allowed_origins,
         access=ctx.access,
         clock=clock,
     )

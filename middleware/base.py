@@ -21,18 +21,20 @@ from middleware.options import LimitOptions as LimitOptions
 from middleware.options import StackConfigError as StackConfigError
 from middleware.options import StackMetrics as StackMetrics
 from middleware.options import StackSettings as StackSettings
-from middleware.options import TokenLike as TokenLike
+from middleware.tokens import TokenLike as TokenLike
 
 if TYPE_CHECKING:
     from middleware.access import AccessLog
     from middleware.client import ClientResolver
     from middleware.origin import OriginPolicy
     from middleware.store import LimitStore
+    from middleware.tokens import Token
 
 
 @dataclass(frozen=True)
 class StackContext:
-    """Everything a middleware may be built from: settings and the shared collaborators."""
+    """Everything a middleware is built from, each built once: the built-in layers read these,
+    never the settings; `settings` is there for a layer of yours with a section of its own."""
 
     settings: StackSettings
     metrics: StackMetrics
@@ -41,6 +43,9 @@ class StackContext:
     clients: ClientResolver
     access: AccessLog
     browsers: OriginPolicy  # the Host and Origin rules (middleware.origin)
+    tokens: tuple[Token, ...]  # the client tokens; none: every request is anonymous
+    metrics_tokens: tuple[Token, ...]  # what /metrics takes; none: it is open
+    limits: LimitOptions
 
 
 class Middleware:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
 
 IPAddress = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
 
 
 @functools.lru_cache(maxsize=4096)  # per request, and the same few peers again and again
@@ -36,19 +37,21 @@ def peer_text(peer: str) -> str:
     return str(parse_ip(peer) or peer)
 
 
-def check_proxies(entries: Iterable[str]) -> None:
-    """ValueError naming the first entry of server.trusted_proxies that is no IP or CIDR."""
-    for entry in entries:
-        try:
-            ip_network(entry, strict=False)
-        except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
+def parse_network(value: object) -> object:
+    """An entry of server.trusted_proxies as a network (a CIDR, or one address), for pydantic's
+    IPvAnyNetwork; ValueError naming the entry if it is neither."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
 
 
 class ClientResolver:
     """The client's address: X-Forwarded-For / X-Real-IP are believed only from a trusted peer."""
 
-    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
+    def __init__(self, trusted_proxies: Iterable[str | Network] = ()) -> None:
         self.trusted = tuple(ip_network(entry, strict=False) for entry in trusted_proxies)
 
     def trusts(self, ip: IPAddress | None) -> bool:

@@ -1,33 +1,31 @@
-"""What the stack reads of the service: its settings and collectors, as Protocols it can be
-given (service.settings.Settings and service.metrics.Metrics fit), and the error for a stack
-that cannot be built."""
+"""What build_middlewares reads of the service: its settings, parsed (tokens, networks, origins),
+and its collectors, as Protocols (service.settings.Settings and service.metrics.Metrics fit);
+and the error for a stack that cannot be built."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter, Histogram
+
+if TYPE_CHECKING:
+    from middleware.client import Network
+    from middleware.origin import AllowedOrigins
+    from middleware.tokens import Token
 
 
 class StackConfigError(ValueError):
     """The stack cannot be built as configured; the message says what to change."""
 
 
-class TokenLike(Protocol):
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def token(self) -> str: ...
-
-
 class AuthOptions(Protocol):
     @property
     def enabled(self) -> bool: ...
     @property
-    def tokens(self) -> Sequence[TokenLike | str]: ...
+    def client_tokens(self) -> tuple[Token, ...]: ...
     @property
-    def metrics_token(self) -> str | None: ...
+    def metrics_tokens(self) -> tuple[Token, ...]: ...
 
 
 class LimitOptions(Protocol):
@@ -57,14 +55,14 @@ class ServerOptions(Protocol):
     @property
     def host(self) -> str: ...
     @property
-    def trusted_proxies(self) -> Sequence[str]: ...
+    def trusted_proxies(self) -> Sequence[Network]: ...
     @property
     def allowed_hosts(self) -> Sequence[str]: ...
 
 
 class CorsOptions(Protocol):
     @property
-    def allowed_origins(self) -> Sequence[str]: ...
+    def allowed_origins(self) -> AllowedOrigins: ...
 
 
 class StackSettings(Protocol):

@@ -72,14 +72,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, flags)
 
 
-def token_values(settings: Settings) -> list[str]:
-    """The configured token secrets, for the log's redaction (a sha256: entry holds none)."""
-    auth = settings.auth
-    entries = [entry if isinstance(entry, str) else entry.token for entry in auth.tokens]
-    values = [*entries, *([auth.metrics_token] if auth.metrics_token else [])]
-    return [value for value in values if not value.startswith("sha256:")]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command is None:
@@ -93,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = settings.logging.format
     json_logs = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     configure_logging(
-        json=json_logs, level=LEVELS[settings.logging.level], secrets=token_values(settings)
+        json=json_logs, level=LEVELS[settings.logging.level], secrets=settings.auth.secrets
     )
     from service.app import create_app, load_agents
 

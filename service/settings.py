@@ -5,21 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from middleware import MIDDLEWARES, check_names
-from middleware.auth import parse_token, parse_tokens
-from middleware.client import check_proxies
-from middleware.origin import check_hosts, check_origins
+from middleware.client import parse_network
+from middleware.origin import AllowedOrigins, check_hosts
+from middleware.tokens import Token, parse_token, parse_tokens
 from service.config import describe, env_overrides, merge, read_yaml
 from service.errors import ConfigError
 
@@ -31,6 +34,17 @@ def comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return [entry.strip() for entry in value.split(",") if entry.strip()]
     return value
+
+
+Network = Annotated[IPvAnyNetwork, BeforeValidator(parse_network, json_schema_input_type=str)]
+
+
+def origins(value: Any) -> Any:
+    """`https://a.example, *` or a list of them, parsed (ValueError naming a bad entry)."""
+    return value if isinstance(value, AllowedOrigins) else AllowedOrigins.parse(comma_list(value))
+
+
+Origins = Annotated[AllowedOrigins, BeforeValidator(origins, json_schema_input_type=list[str])]
 
 
 class Section(BaseModel):
@@ -53,19 +67,13 @@ class ServerSettings(Section):
         default=8 << 20, ge=64 << 10, description="per-socket send queue, in bytes of JSON"
     )
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
-    trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
+    trusted_proxies: list[Network] = Field(default_factory=list, description="X-Forwarded-For from")
     header_timeout_s: float = Field(default=10.0, gt=0, description="request head deadline")
     max_pending_per_address: int = Field(default=32, ge=1, description="heads not yet sent")
     max_pending: int = Field(default=256, ge=1, description="heads not yet sent, in all")
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names, not loopback")
 
     _split = field_validator("allowed_hosts", mode="before")(comma_list)
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        check_proxies(value)
-        return value
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -90,14 +98,30 @@ class AuthSettings(Section):
     metrics_token: str | None = None
 
     _split = field_validator("tokens", mode="before")(comma_list)
+    _tokens: tuple[Token, ...] = PrivateAttr(default=())
+    _metrics_tokens: tuple[Token, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
-    def _parse(self) -> AuthSettings:
+    def _parse(self) -> Self:
         """sha256: entries must be 64 hex digits (the error names the token, never its value)."""
-        parse_tokens(self.tokens)
+        self._tokens = parse_tokens(self.tokens)
         if self.metrics_token:
-            parse_token(self.metrics_token, "metrics")
+            self._metrics_tokens = (parse_token(self.metrics_token, "metrics"),)
         return self
+
+    @property
+    def client_tokens(self) -> tuple[Token, ...]:
+        """The tokens clients may present; none with auth off."""
+        return self._tokens if self.enabled else ()
+
+    @property
+    def metrics_tokens(self) -> tuple[Token, ...]:
+        return self._metrics_tokens
+
+    @property
+    def secrets(self) -> list[str]:
+        """The plain token values, for the log's redaction (a sha256: entry holds none)."""
+        return [t.secret for t in (*self._tokens, *self._metrics_tokens) if t.secret]
 
 
 class RateLimitSettings(Section):
@@ -131,15 +155,7 @@ class LoggingSettings(Section):
 
 
 class CorsSettings(Section):
-    allowed_origins: list[str] = Field(default_factory=list)
-
-    _split = field_validator("allowed_origins", mode="before")(comma_list)
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        check_origins(value)
-        return value
+    allowed_origins: Origins = Field(default_factory=AllowedOrigins)
 
 
 class StateSettings(Section):
