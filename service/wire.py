@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
+from myagent.errors import ErrorKind
 from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
 from service.eventlog import EventLog
 from service.metrics import Metrics
@@ -19,15 +20,20 @@ from service.protocol import (
 )
 from service.state.base import MemoryDump
 
-RUN_ERROR_CODES = {
-    "llm_failed": ErrorCode.LLM_FAILED,
-    "max_steps": ErrorCode.MAX_STEPS,
-    "rate_limited": ErrorCode.RATE_LIMITED,
-}
 
-
-def run_error_code(code: str) -> ErrorCode:
-    return RUN_ERROR_CODES.get(code, ErrorCode.AGENT_FAILED)
+def run_error_code(code: ErrorKind) -> ErrorCode:
+    """The agent.error code of a failed run: every kind of the SDK's errors has one."""
+    match code:
+        case "llm_failed":
+            return ErrorCode.LLM_FAILED
+        case "max_steps":
+            return ErrorCode.MAX_STEPS
+        case "rate_limited":
+            return ErrorCode.RATE_LIMITED
+        case "agent_failed" | "tool_failed" | "agent_busy":
+            return ErrorCode.AGENT_FAILED
+        case _:
+            assert_never(code)
 
 
 @dataclass
