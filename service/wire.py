@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, assert_never
 
 from myagent.errors import ErrorKind
-from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
+from myagent.events import AnswerDelta, ModelCalled, Thinking, ToolFinished, ToolStarted
 from service.eventlog import EventLog
 from service.metrics import Metrics
 from service.protocol import (
@@ -36,6 +36,9 @@ def run_error_code(code: ErrorKind) -> ErrorCode:
             assert_never(code)
 
 
+StepEvent = Thinking | ToolStarted | ToolFinished | AnswerDelta | ModelCalled  # not the last
+
+
 @dataclass
 class RunTally:
     """What a run used, for its run_finished line."""
@@ -46,7 +49,7 @@ class RunTally:
 
 def publish_run_event(
     events: EventLog,
-    event: RunEvent,
+    event: StepEvent,
     common: dict[str, Any],
     tally: RunTally,
     metrics: Metrics,
@@ -92,3 +95,5 @@ def publish_run_event(
             metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
             metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
             metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)
+        case _:
+            assert_never(event)
