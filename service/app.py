@@ -29,6 +29,7 @@ from service.keys import (
     connections_key,
     frame_hooks_key,
     lifecycle_key,
+    limit_slot_key,
     metrics_key,
     replicas_key,
     sessions_key,
@@ -68,9 +69,6 @@ def session_lost(session: Session, reason: LostReason) -> None:
         session.listener.session_lost(session, reason)
 
 
-_limit_slot_key = web.AppKey("limit_slot", LimitSlot)
-
-
 async def state_ctx(app: web.Application) -> AsyncIterator[None]:
     """The state store and everything built on it: sessions, commands, replicas."""
     settings = app[settings_key]
@@ -90,7 +88,7 @@ async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         from service.replicas import Replicas
 
         replicas = commands.forwarder = Replicas(bus, commands)
-        app[_limit_slot_key].target = RedisLimitStore(getattr(store, "redis"))  # noqa: B009
+        app[limit_slot_key].target = RedisLimitStore(getattr(store, "redis"))  # noqa: B009
     app[store_key] = store
     app[sessions_key] = registry
     app[commands_key] = commands
@@ -248,7 +246,7 @@ def create_app(
     app[agents_key] = specs
     app[metrics_key] = metrics
     app[lifecycle_key] = Lifecycle()
-    app[_limit_slot_key] = limits
+    app[limit_slot_key] = limits
     connections: set[Connection] = set()
     app[connections_key] = connections
     metrics.active_connections.set_function(lambda: len(connections))  # read at each scrape
