@@ -15,13 +15,11 @@ from middleware.http import METRICS_PATH as METRICS_PATH
 from middleware.http import bound_context as bound_context
 from middleware.http import error_response as error_response
 from middleware.http import is_upgrade as is_upgrade
-from middleware.http import retry_after_header as retry_after_header
 from middleware.http import round_up as round_up
 from middleware.options import LimitOptions as LimitOptions
 from middleware.options import StackConfigError as StackConfigError
 from middleware.options import StackMetrics as StackMetrics
 from middleware.options import StackSettings as StackSettings
-from middleware.tokens import TokenLike as TokenLike
 
 if TYPE_CHECKING:
     from middleware.access import AccessLog

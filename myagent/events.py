@@ -82,4 +82,3 @@ RunEvent = Annotated[
     Thinking | ToolStarted | ToolFinished | AnswerDelta | Answer | ModelCalled | RunFailed,
     Field(discriminator="type"),
 ]
-TERMINAL_EVENTS = (Answer, RunFailed)
