@@ -19,7 +19,7 @@ from middleware.client import ClientResolver
 from service.admission import Admission
 from service.errors import ConfigError
 from service.logs import LEVELS, configure_logging
-from service.settings import Settings, load_settings
+from service.settings import Settings, default_config, load_settings
 
 EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
 BACKLOG = 128  # as aiohttp's TCPSite
@@ -69,7 +69,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.agent_file is not None:
         path = args.agent_file.expanduser().resolve()
         flags["agents"] = [{"name": args.name or "", "file": str(path)}]
-    return load_settings(args.config, flags)
+    return load_settings(args.config if args.config is not None else default_config(), flags)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,12 @@ from middleware.tokens import Token, parse_token, parse_tokens
 from service.config import describe, env_overrides, merge, read_yaml
 from service.errors import ConfigError
 
-DEFAULT_CONFIG = Path("config/server.yaml")
+DEFAULT_CONFIG = Path("config/server.yaml")  # the CLI's, relative to where it runs
+
+
+def default_config() -> Path | None:
+    """config/server.yaml in the current directory, if there is one."""
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def comma_list(value: Any) -> Any:
@@ -235,9 +240,9 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from the YAML file (or config/server.yaml if present), env and flags."""
+    """Build Settings from the YAML file (none: defaults only), env and flags."""
     env = os.environ if env is None else env
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    path = config
     data = read_yaml(path, env) if path is not None else {}
     data = merge(data, env_overrides(env))
     data = merge(data, flags or {})
