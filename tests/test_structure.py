@@ -104,3 +104,18 @@ def test_project_modules_are_at_most_300_lines() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_middleware_and_myagent_import_nothing_of_the_service() -> None:
+    graph = import_graph()
+    leaks = {
+        name: sorted(target for target in targets if target.split(".")[0] in forbidden)
+        for name, targets in graph.items()
+        for package, forbidden in (
+            ("middleware", {"service", "agent_loader", "myagent"}),
+            ("myagent", {"service", "middleware", "agent_loader"}),
+            ("agent_loader", {"service", "middleware"}),
+        )
+        if name.split(".")[0] == package
+    }
+    assert {name: targets for name, targets in leaks.items() if targets} == {}
