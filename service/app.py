@@ -82,13 +82,14 @@ async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         registry, store, app[agents_key], settings.sessions, app[lifecycle_key], app[metrics_key]
     )
     replicas = None
-    bus = getattr(store, "bus", None)
-    if bus is not None:  # Redis: commands for other replicas' sessions, limits shared
+    if settings.state.redis_url:  # Redis: commands for other replicas' sessions, limits shared
         from service.limits import RedisLimitStore
         from service.replicas import Replicas
+        from service.state.redis import RedisState
 
-        replicas = commands.forwarder = Replicas(bus, commands)
-        app[limit_slot_key].target = RedisLimitStore(getattr(store, "redis"))  # noqa: B009
+        assert isinstance(store, RedisState)  # what open_store makes of a redis_url
+        replicas = commands.forwarder = Replicas(store.bus, commands)
+        app[limit_slot_key].target = RedisLimitStore(store.redis)
     app[store_key] = store
     app[sessions_key] = registry
     app[commands_key] = commands
