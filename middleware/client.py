@@ -52,7 +52,10 @@ class ClientResolver:
     """The client's address: X-Forwarded-For / X-Real-IP are believed only from a trusted peer."""
 
     def __init__(self, trusted_proxies: Iterable[str | Network] = ()) -> None:
-        self.trusted = tuple(ip_network(entry, strict=False) for entry in trusted_proxies)
+        self.trusted = tuple(  # the settings hold networks; a test may name an address
+            ip_network(entry, strict=False) if isinstance(entry, str) else entry
+            for entry in trusted_proxies
+        )
 
     def trusts(self, ip: IPAddress | None) -> bool:
         return ip is not None and any(ip in network for network in self.trusted)
