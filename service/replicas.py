@@ -8,7 +8,7 @@ the asking socket through the session's shared log, which its replica follows.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, assert_never
 
 import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -169,6 +169,8 @@ class Replicas:
                     )
             case Probe():
                 pass
+            case _:
+                assert_never(message)
 
     async def carry_out(self, message: Forward) -> None:
         """A command from a socket of another replica, through the same path as ours."""
