@@ -24,7 +24,6 @@ class AgentSpec:
     name: str
     factory: AgentFactory
     file: Path | None = None
-    description: str = ""
 
 
 def _module_name(path: Path) -> str:
@@ -112,6 +111,4 @@ def load_agent_factory(path: Path | str, name: str | None = None) -> AgentSpec:
             f"{path}: defines no agent; set `agent = create_react_agent(...)` "
             "or define `def create_agent():` at module level"
         )
-    return AgentSpec(
-        name=name or sample.name, factory=factory, file=path, description=sample.description
-    )
+    return AgentSpec(name=name or sample.name, factory=factory, file=path)

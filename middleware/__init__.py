@@ -31,10 +31,12 @@ from middleware.base import (
     StackMetrics,
     StackSettings,
 )
-from middleware.client import ClientResolver, RequestContext
+from middleware.client import ClientResolver
 from middleware.frames import FrameInfo, FrameRejected
-from middleware.origin import HostCheck, OriginPolicy, is_loopback, setup_cors
+from middleware.host_check import HostCheck
+from middleware.origin import AllowedOrigins, OriginPolicy, is_loopback, setup_cors
 from middleware.rate_limit import RateLimitMiddleware
+from middleware.request_context import RequestContext
 from middleware.store import LimitStore, MemoryStore
 
 MIDDLEWARES: dict[str, type[Middleware]] = {
@@ -50,19 +52,26 @@ class Stack:
     context: RequestContext
     host_check: HostCheck
     layers: tuple[Middleware, ...]
-    allowed_origins: tuple[str, ...]
+    allowed_origins: AllowedOrigins
     access: AccessLog
     clock: Callable[[], float]
 
-    @property
+    @functools.cached_property
     def http(self) -> list[AiohttpMiddleware]:
         """The stack as one aiohttp middleware; the first layer is the outermost.
 
-        A health probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token,
-        limit or request id: it skips the layers, and is only counted and logged at debug.
+        Each route handler's chain of layers is built once, as aiohttp builds its own. A health
+        probe (polled every few seconds by Docker, nginx, Kubernetes) needs no token, limit or
+        request id: it skips the layers, and is only counted and logged at debug.
         """
-        chain = (self.context, self.host_check, *self.layers)
+        layers = (self.context, self.host_check, *self.layers)
         access, clock = self.access, self.clock
+
+        @functools.lru_cache(maxsize=1024)  # handlers are the app's routes: a few
+        def chain(handler: Handler) -> Handler:
+            for layer in reversed(layers):
+                handler = functools.partial(layer.handle, handler=handler)
+            return handler
 
         @web.middleware
         async def stack(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -75,9 +84,7 @@ class Stack:
                     raise
                 access.probe(request, response.status, started)
                 return response
-            for layer in reversed(chain):
-                handler = functools.partial(layer.handle, handler=handler)
-            return await handler(request)
+            return await chain(handler)(request)
 
         return [stack]
 
@@ -97,13 +104,8 @@ def resolve(entry: str) -> type[Middleware]:
     layer = MIDDLEWARES.get(entry)
     if layer is not None:
         return layer
-    target, sep, attr = entry.rpartition(":")
-    if not sep or not target or not attr:
-        known = ", ".join(MIDDLEWARES)
-        raise StackConfigError(
-            f"unknown middleware {entry!r}; known: {known}, or a class of yours as "
-            "`module:Class` or `path/to/file.py:Class`"
-        )
+    check_names([entry])
+    target, _, attr = entry.rpartition(":")
     try:
         module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
     except StackConfigError:
@@ -139,9 +141,17 @@ def _import_file(path: str) -> object:
 
 
 def check_names(names: Sequence[str]) -> None:
-    """StackConfigError for an entry that names no middleware, or a layer listed twice."""
-    layers = [resolve(name) for name in names]
-    if len(set(layers)) != len(layers):
+    """StackConfigError for an entry that is neither a built-in name nor `module:Class` /
+    `file.py:Class`, or one listed twice. Imports nothing: build_middlewares resolves them."""
+    for entry in names:
+        target, sep, attr = entry.rpartition(":")
+        if entry not in MIDDLEWARES and not (sep and target and attr.isidentifier()):
+            known = ", ".join(MIDDLEWARES)
+            raise StackConfigError(
+                f"unknown middleware {entry!r}; known: {known}, or a class of yours as "
+                "`module:Class` or `path/to/file.py:Class`"
+            )
+    if len(set(names)) != len(names):
         raise StackConfigError(f"a middleware is listed twice in {list(names)}")
 
 
@@ -155,11 +165,14 @@ def build_middlewares(
     """The stack `settings.middlewares` names; StackConfigError if it must not run as set."""
     names = list(settings.middlewares)
     check_names(names)
+    classes = [resolve(name) for name in names]  # the only place user middleware is imported
+    if len(set(classes)) != len(classes):
+        raise StackConfigError(f"a middleware is listed twice in {names}")
     auth = settings.auth
     problem = protected_mode_problem(
         settings.server.host,
         auth.enabled,
-        has_tokens=bool(auth.tokens),
+        has_tokens=bool(auth.client_tokens),
         in_stack="auth" in names,
     )
     if problem is not None:
@@ -179,12 +192,15 @@ def build_middlewares(
             local_bind=is_loopback(server.host),
             allowed_hosts=server.allowed_hosts,
         ),
+        tokens=auth.client_tokens,
+        metrics_tokens=auth.metrics_tokens,
+        limits=settings.rate_limit,
     )
     return Stack(
         context=RequestContext.create(ctx),
         host_check=HostCheck.create(ctx),
-        layers=tuple(resolve(name).create(ctx) for name in names),
-        allowed_origins=tuple(settings.cors.allowed_origins),
+        layers=tuple(layer.create(ctx) for layer in classes),
+        allowed_origins=settings.cors.allowed_origins,
         access=ctx.access,
         clock=clock,
     )

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Self
 from urllib.parse import unquote_plus
 
@@ -25,7 +23,6 @@ from middleware.base import (
     Middleware,
     StackContext,
     StackMetrics,
-    TokenLike,
     bound_context,
     error_response,
     is_upgrade,
@@ -33,8 +30,10 @@ from middleware.base import (
 from middleware.keys import ANONYMOUS, client_ip_key, identity_key
 from middleware.origin import OriginPolicy, is_loopback
 from middleware.store import LimitStore
+from middleware.tokens import Token as Token
+from middleware.tokens import parse_token as parse_token
+from middleware.tokens import parse_tokens as parse_tokens
 
-SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
 PAGE_PATHS = frozenset({"/"})  # the web console: its page is public, its upgrade is not
 PUBLIC_PREFIXES = ("/static/",)
 REALM = 'Bearer realm="myagent-ws"'
@@ -47,41 +46,6 @@ THROTTLED = "too many failed logins from this address; retry later"
 FOREIGN_ORIGIN = (
     "this page's origin may not open the WebSocket; add it to cors.allowed_origins on the server"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A configured token: its name (the identity) and the SHA-256 of its secret."""
-
-    name: str
-    digest: bytes
-
-    def __repr__(self) -> str:
-        return f"Token(name={self.name!r})"
-
-
-def parse_token(value: str, name: str) -> Token:
-    """A token from config: the secret itself, or `sha256:<64 hex digits>` of it."""
-    if value.startswith("sha256:"):
-        match = SHA256.fullmatch(value)
-        if match is None:
-            raise ValueError(
-                f"token {name!r}: sha256: must be followed by the 64 hex digits of the token's "
-                'SHA-256 (printf %s "$TOKEN" | sha256sum)'
-            )
-        return Token(name, bytes.fromhex(match.group(1)))
-    return Token(name, hashlib.sha256(value.encode()).digest())
-
-
-def parse_tokens(entries: Iterable[TokenLike | str]) -> tuple[Token, ...]:
-    """Named entries keep their name; bare ones are token-1, token-2... by position."""
-    tokens = []
-    for number, entry in enumerate(entries, start=1):
-        if isinstance(entry, str):
-            tokens.append(parse_token(entry, f"token-{number}"))
-        else:
-            tokens.append(parse_token(entry.token, entry.name or f"token-{number}"))
-    return tuple(tokens)
 
 
 def match_token(presented: str, tokens: Sequence[Token]) -> Token | None:
@@ -168,13 +132,11 @@ class AuthMiddleware(Middleware):
 
     @classmethod
     def create(cls, ctx: StackContext) -> Self:
-        auth = ctx.settings.auth
-        metrics_token = auth.metrics_token
         return cls(
-            parse_tokens(auth.tokens) if auth.enabled else (),
-            metrics_tokens=(parse_token(metrics_token, "metrics"),) if metrics_token else (),
+            ctx.tokens,
+            metrics_tokens=ctx.metrics_tokens,
             origins=ctx.browsers,
-            failures_per_min=ctx.settings.rate_limit.auth_failures_per_min,
+            failures_per_min=ctx.limits.auth_failures_per_min,
             store=ctx.store,
             access=ctx.access,
             metrics=ctx.metrics,

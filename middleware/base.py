@@ -2,114 +2,37 @@
 
 from __future__ import annotations
 
-import contextvars
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
-import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import Counter, Histogram
 
 from middleware.frames import FrameInfo
+from middleware.http import HEALTH_PATH as HEALTH_PATH
+from middleware.http import METRICS_PATH as METRICS_PATH
+from middleware.http import bound_context as bound_context
+from middleware.http import error_response as error_response
+from middleware.http import is_upgrade as is_upgrade
+from middleware.http import round_up as round_up
+from middleware.options import LimitOptions as LimitOptions
+from middleware.options import StackConfigError as StackConfigError
+from middleware.options import StackMetrics as StackMetrics
+from middleware.options import StackSettings as StackSettings
 
 if TYPE_CHECKING:
-    from middleware.access_log import AccessLog
+    from middleware.access import AccessLog
     from middleware.client import ClientResolver
     from middleware.origin import OriginPolicy
     from middleware.store import LimitStore
-
-
-class StackConfigError(ValueError):
-    """The stack cannot be built as configured; the message says what to change."""
-
-
-class TokenLike(Protocol):
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def token(self) -> str: ...
-
-
-class AuthOptions(Protocol):
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def tokens(self) -> Sequence[TokenLike | str]: ...
-    @property
-    def metrics_token(self) -> str | None: ...
-
-
-class LimitOptions(Protocol):
-    @property
-    def http_per_s(self) -> float: ...
-    @property
-    def http_burst(self) -> int: ...
-    @property
-    def messages_per_s(self) -> float: ...
-    @property
-    def messages_burst(self) -> int: ...
-    @property
-    def frames_per_s(self) -> float: ...
-    @property
-    def frames_burst(self) -> int: ...
-    @property
-    def violations_before_close(self) -> int: ...
-    @property
-    def connections_per_identity(self) -> int: ...
-    @property
-    def max_connections(self) -> int: ...
-    @property
-    def auth_failures_per_min(self) -> int: ...
-
-
-class ServerOptions(Protocol):
-    @property
-    def host(self) -> str: ...
-    @property
-    def trusted_proxies(self) -> Sequence[str]: ...
-    @property
-    def allowed_hosts(self) -> Sequence[str]: ...
-
-
-class CorsOptions(Protocol):
-    @property
-    def allowed_origins(self) -> Sequence[str]: ...
-
-
-class StackSettings(Protocol):
-    """What the stack reads of the service's settings (service.settings.Settings fits)."""
-
-    @property
-    def middlewares(self) -> Sequence[str]: ...
-    @property
-    def server(self) -> ServerOptions: ...
-    @property
-    def auth(self) -> AuthOptions: ...
-    @property
-    def rate_limit(self) -> LimitOptions: ...
-    @property
-    def cors(self) -> CorsOptions: ...
-
-
-class StackMetrics(Protocol):
-    """The collectors the stack counts into (service.metrics.Metrics fits)."""
-
-    @property
-    def http_requests_total(self) -> Counter: ...
-    @property
-    def http_request_duration_seconds(self) -> Histogram: ...
-    @property
-    def auth_failures_total(self) -> Counter: ...
-    @property
-    def rate_limited_total(self) -> Counter: ...
+    from middleware.tokens import Token
 
 
 @dataclass(frozen=True)
 class StackContext:
-    """Everything a middleware may be built from: settings and the shared collaborators."""
+    """Everything a middleware is built from, each built once: the built-in layers read these,
+    never the settings; `settings` is there for a layer of yours with a section of its own."""
 
     settings: StackSettings
     metrics: StackMetrics
@@ -118,6 +41,9 @@ class StackContext:
     clients: ClientResolver
     access: AccessLog
     browsers: OriginPolicy  # the Host and Origin rules (middleware.origin)
+    tokens: tuple[Token, ...]  # the client tokens; none: every request is anonymous
+    metrics_tokens: tuple[Token, ...]  # what /metrics takes; none: it is open
+    limits: LimitOptions
 
 
 class Middleware:
@@ -146,57 +72,3 @@ class Middleware:
 
     def sees_frames(self) -> bool:
         return type(self).on_frame is not Middleware.on_frame
-
-
-HEALTH_PATH = "/health"  # answered in front of the layers: public, never limited
-METRICS_PATH = "/metrics"  # takes only the metrics token, if one is set; never limited
-
-
-def is_upgrade(request: web.Request) -> bool:
-    return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
-
-
-def retry_after_header(seconds: float) -> str:
-    """Retry-After takes whole seconds; round up so a client that obeys it is let in."""
-    return str(max(1, math.ceil(seconds)))
-
-
-def round_up(seconds: float) -> float:
-    return math.ceil(seconds * 1000) / 1000
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    retry_after_s: float | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """The JSON body every refusal of the stack has: {error, code, retry_after_s?}."""
-    body: dict[str, object] = {"error": message, "code": code}
-    out = dict(headers or {})
-    if retry_after_s is not None:
-        body["retry_after_s"] = round_up(retry_after_s)
-        out[hdrs.RETRY_AFTER] = retry_after_header(retry_after_s)
-    return web.json_response(body, status=status, headers=out)
-
-
-class bound_context:
-    """Bind log context for a block, then put back what was there.
-
-    structlog's `bound_contextvars` copies the whole context to save it; this keeps only the
-    tokens of what it set, which matters on every request.
-    """
-
-    __slots__ = ("fields", "tokens")
-
-    def __init__(self, **fields: object) -> None:
-        self.fields = fields
-        self.tokens: Mapping[str, contextvars.Token[Any]] = {}
-
-    def __enter__(self) -> None:
-        self.tokens = structlog.contextvars.bind_contextvars(**self.fields)
-
-    def __exit__(self, *exc: object) -> None:
-        structlog.contextvars.reset_contextvars(**self.tokens)

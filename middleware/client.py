@@ -1,22 +1,15 @@
-"""Who is asking: the real client address (trusted proxies only), a request id, the start time."""
+"""Who is asking: the real client address, believing forwarded headers from trusted proxies only."""
 
 from __future__ import annotations
 
 import functools
-import os
-import re
-from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
-from typing import Self
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-
-from middleware.base import Middleware, StackContext, bound_context
-from middleware.keys import ANONYMOUS, client_ip_key, request_id_key, started_key
 
 IPAddress = IPv4Address | IPv6Address
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+Network = IPv4Network | IPv6Network
 
 
 @functools.lru_cache(maxsize=4096)  # per request, and the same few peers again and again
@@ -44,20 +37,25 @@ def peer_text(peer: str) -> str:
     return str(parse_ip(peer) or peer)
 
 
-def check_proxies(entries: Iterable[str]) -> None:
-    """ValueError naming the first entry of server.trusted_proxies that is no IP or CIDR."""
-    for entry in entries:
-        try:
-            ip_network(entry, strict=False)
-        except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
+def parse_network(value: object) -> object:
+    """An entry of server.trusted_proxies as a network (a CIDR, or one address), for pydantic's
+    IPvAnyNetwork; ValueError naming the entry if it is neither."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
 
 
 class ClientResolver:
     """The client's address: X-Forwarded-For / X-Real-IP are believed only from a trusted peer."""
 
-    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
-        self.trusted = tuple(ip_network(entry, strict=False) for entry in trusted_proxies)
+    def __init__(self, trusted_proxies: Iterable[str | Network] = ()) -> None:
+        self.trusted = tuple(  # the settings hold networks; a test may name an address
+            ip_network(entry, strict=False) if isinstance(entry, str) else entry
+            for entry in trusted_proxies
+        )
 
     def trusts(self, ip: IPAddress | None) -> bool:
         return ip is not None and any(ip in network for network in self.trusted)
@@ -89,43 +87,3 @@ class ClientResolver:
         if self.peer_is_trusted(request) and (forwarded := request.headers.get("X-Forwarded-Host")):
             return forwarded.split(",", 1)[0].strip()
         return request.host
-
-
-class RequestContext(Middleware):
-    """Always the outermost layer (not configurable): client address, request id, start time.
-
-    The request id comes from a trusted proxy's X-Request-ID or is made here; it is bound to the
-    structlog context for every line the request (or its WebSocket) logs, and sent back in
-    X-Request-ID. `identity` is bound as anonymous, so lines carry it with auth open or absent.
-    """
-
-    name = "request_context"
-
-    def __init__(self, clients: ClientResolver, clock: Callable[[], float]) -> None:
-        self.clients = clients
-        self.clock = clock
-
-    @classmethod
-    def create(cls, ctx: StackContext) -> Self:
-        return cls(ctx.clients, ctx.clock)
-
-    def request_id(self, request: web.Request) -> str:
-        given = request.headers.get("X-Request-ID", "")
-        if given and REQUEST_ID.fullmatch(given) and self.clients.peer_is_trusted(request):
-            return given
-        return os.urandom(16).hex()  # as uuid4().hex looks, at a third of the cost
-
-    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[started_key] = self.clock()
-        request[client_ip_key] = self.clients.address(request)
-        request[request_id_key] = request_id = self.request_id(request)
-        # identity: anonymous until the auth layer (if any) binds the token's name over it
-        with bound_context(request_id=request_id, identity=ANONYMOUS):
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                exc.headers.setdefault("X-Request-ID", request_id)
-                raise
-        if not response.prepared:
-            response.headers.setdefault("X-Request-ID", request_id)
-        return response

@@ -15,30 +15,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 import aiohttp_cors
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from middleware.base import Middleware, StackContext, StackMetrics, error_response
 from middleware.client import ClientResolver
-
-if TYPE_CHECKING:
-    from middleware.access_log import AccessLog
 
 ANY = "*"
 HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 ALLOW_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
 EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
-
-MISDIRECTED = (
-    "this server does not answer to that host name; browse to it by a loopback address, or add "
-    "the name to server.allowed_hosts on the server"
-)
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -57,17 +47,34 @@ def parse_origin(text: str) -> Origin:
     return scheme, url.hostname, port or DEFAULT_PORTS[scheme]
 
 
-def canonical(text: str) -> str:
+def spelled(origin: Origin) -> str:
     """The spelling browsers send: scheme://host, with the port only when it is not the default."""
-    scheme, host, port = parse_origin(text)
+    scheme, host, port = origin
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}" if port == DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
-def check_origins(entries: Iterable[str]) -> None:
-    for entry in entries:
-        if entry.strip() != ANY:
-            parse_origin(entry)
+def canonical(text: str) -> str:
+    return spelled(parse_origin(text))
+
+
+@dataclass(frozen=True)
+class AllowedOrigins:
+    """`cors.allowed_origins`, parsed once: `*` (any), and the listed origins in their order."""
+
+    any: bool = False
+    listed: tuple[Origin, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowedOrigins:
+        """ValueError naming the first entry that is neither an origin nor `*`."""
+        texts = [entry.strip() for entry in entries]
+        listed = [parse_origin(text) for text in texts if text != ANY]
+        return cls(any=ANY in texts, listed=tuple(dict.fromkeys(listed)))
+
+    def cors_origins(self) -> list[str]:
+        """The origins CORS headers are sent for: `*`, the listed ones, or none."""
+        return [ANY] if self.any else [spelled(origin) for origin in self.listed]
 
 
 def is_loopback(host: str) -> bool:
@@ -117,15 +124,14 @@ class OriginPolicy:
 
     def __init__(
         self,
-        allowed: Iterable[str],
+        allowed: AllowedOrigins,
         clients: ClientResolver,
         *,
         local_bind: bool = False,
         allowed_hosts: Iterable[str] = (),
     ) -> None:
-        entries = [entry.strip() for entry in allowed]
-        self.any = ANY in entries
-        self.allowed = {parse_origin(entry) for entry in entries if entry != ANY}
+        self.any = allowed.any
+        self.allowed = frozenset(allowed.listed)
         self.clients = clients
         self.local_bind = local_bind
         hosts = [entry.strip() for entry in allowed_hosts]
@@ -165,36 +171,10 @@ class OriginPolicy:
         return own.hostname == host and own_port == port
 
 
-class HostCheck(Middleware):
-    """421 for a Host the server does not answer to (DNS rebinding), before any other layer.
-
-    Not configurable: it runs right after request_context, whatever `middlewares:` says.
-    """
-
-    name = "host_check"
-
-    def __init__(self, policy: OriginPolicy, access: AccessLog, metrics: StackMetrics) -> None:
-        self.policy = policy
-        self.access = access
-        self.metrics = metrics
-
-    @classmethod
-    def create(cls, ctx: StackContext) -> Self:
-        return cls(ctx.browsers, ctx.access, ctx.metrics)
-
-    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.policy.host_allowed(request):
-            return await handler(request)
-        self.metrics.auth_failures_total.labels("host").inc()
-        response = error_response(421, "misdirected", MISDIRECTED)
-        self.access.record(request, 421, reason="host")
-        return response
-
-
-def setup_cors(app: web.Application, allowed: Iterable[str]) -> None:
+def setup_cors(app: web.Application, allowed: AllowedOrigins) -> None:
     """CORS headers on every route for the listed origins (none needed for same-origin pages)."""
-    entries = [entry.strip() for entry in allowed]
-    if not entries:
+    origins = allowed.cors_origins()
+    if not origins:
         return
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials=False,
@@ -202,7 +182,6 @@ def setup_cors(app: web.Application, allowed: Iterable[str]) -> None:
         expose_headers=EXPOSE_HEADERS,
         allow_methods=("GET", "HEAD", "OPTIONS"),
     )
-    origins = [ANY] if ANY in entries else [canonical(entry) for entry in entries]
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
     for route in list(app.router.routes()):
         cors.add(route)

@@ -79,7 +79,7 @@ class RateLimitMiddleware(Middleware):
     @classmethod
     def create(cls, ctx: StackContext) -> Self:
         return cls(
-            ctx.settings.rate_limit,
+            ctx.limits,
             store=ctx.store,
             access=ctx.access,
             metrics=ctx.metrics,

@@ -6,33 +6,42 @@ MyAgentError
 │   └── LLMRateLimitError   429 after retries; carries retry_after_s when the server said
 ├── MaxStepsError    the run used max_steps without a final answer
 └── AgentBusyError   arun()/stream_run() called while the agent is already running
+
+Each class has a `code` (ErrorKind): what went wrong, in the SDK's terms; the service maps each
+one to a code of its protocol.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+ErrorKind = Literal[
+    "agent_failed", "tool_failed", "llm_failed", "rate_limited", "max_steps", "agent_busy"
+]
 
 
 class MyAgentError(Exception):
     """Root of every error the SDK raises on purpose."""
 
-    code = "agent_failed"
+    code: ErrorKind = "agent_failed"
 
 
 class ToolError(MyAgentError):
     """A tool failed in an expected way; the message is shown to the model and the client."""
 
-    code = "tool_failed"
+    code: ErrorKind = "tool_failed"
 
 
 class LLMError(MyAgentError):
     """The language model could not answer."""
 
-    code = "llm_failed"
+    code: ErrorKind = "llm_failed"
 
 
 class LLMRateLimitError(LLMError):
     """The model endpoint kept answering 429."""
 
-    code = "rate_limited"
+    code: ErrorKind = "rate_limited"
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -42,10 +51,10 @@ class LLMRateLimitError(LLMError):
 class MaxStepsError(MyAgentError):
     """The agent used all its steps without reaching a final answer."""
 
-    code = "max_steps"
+    code: ErrorKind = "max_steps"
 
 
 class AgentBusyError(MyAgentError):
     """An agent instance runs one message at a time; copy it for concurrent runs."""
 
-    code = "session_busy"
+    code: ErrorKind = "agent_busy"

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from myagent.errors import ErrorKind
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -72,7 +74,7 @@ class RunFailed(_Event):
 
     type: Literal["error"] = "error"
     error: str
-    code: str
+    code: ErrorKind
     retry_after_s: float | None = None
 
 
@@ -80,4 +82,3 @@ RunEvent = Annotated[
     Thinking | ToolStarted | ToolFinished | AnswerDelta | Answer | ModelCalled | RunFailed,
     Field(discriminator="type"),
 ]
-TERMINAL_EVENTS = (Answer, RunFailed)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pydantic_core
 import structlog
@@ -21,6 +20,7 @@ from middleware.base import bound_context
 from middleware.keys import subject
 from middleware.store import LimitSlot
 from service.commands import Commands
+from service.console import STATIC, console, static_files
 from service.dispatcher import Connection
 from service.errors import ConfigError
 from service.keys import (
@@ -29,6 +29,7 @@ from service.keys import (
     connections_key,
     frame_hooks_key,
     lifecycle_key,
+    limit_slot_key,
     metrics_key,
     replicas_key,
     sessions_key,
@@ -37,16 +38,15 @@ from service.keys import (
 )
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
-from service.protocol import SystemConnected, SystemShutdown
+from service.protocol import SystemConnected
 from service.sessions import Session, SessionRegistry
 from service.settings import Settings
+from service.shutdown import drain as drain
 from service.state import open_store
 from service.state.base import LostReason
 
 log = structlog.get_logger("myagent_ws.app")
-STATIC = Path(__file__).parent / "static"
 REAP_EVERY_S = 5.0
-SAVE_WITHIN_S = 2.0  # the drain waits this long for the store to take the sessions
 CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1012, 1013})
 
 
@@ -69,9 +69,6 @@ def session_lost(session: Session, reason: LostReason) -> None:
         session.listener.session_lost(session, reason)
 
 
-_limit_slot_key = web.AppKey("limit_slot", LimitSlot)
-
-
 async def state_ctx(app: web.Application) -> AsyncIterator[None]:
     """The state store and everything built on it: sessions, commands, replicas."""
     settings = app[settings_key]
@@ -85,13 +82,14 @@ async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         registry, store, app[agents_key], settings.sessions, app[lifecycle_key], app[metrics_key]
     )
     replicas = None
-    bus = getattr(store, "bus", None)
-    if bus is not None:  # Redis: commands for other replicas' sessions, limits shared
+    if settings.state.redis_url:  # Redis: commands for other replicas' sessions, limits shared
         from service.limits import RedisLimitStore
         from service.replicas import Replicas
+        from service.state.redis import RedisState
 
-        replicas = commands.forwarder = Replicas(bus, commands)
-        app[_limit_slot_key].target = RedisLimitStore(getattr(store, "redis"))  # noqa: B009
+        assert isinstance(store, RedisState)  # what open_store makes of a redis_url
+        replicas = commands.forwarder = Replicas(store.bus, commands)
+        app[limit_slot_key].target = RedisLimitStore(store.redis)
     app[store_key] = store
     app[sessions_key] = registry
     app[commands_key] = commands
@@ -136,29 +134,6 @@ async def health(request: web.Request) -> web.Response:
 def to_json(value: object) -> str:
     """JSON by pydantic-core: a fifth of json.dumps's time, on a path polled all day."""
     return pydantic_core.to_json(value).decode()
-
-
-async def console(request: web.Request) -> web.StreamResponse:
-    index = STATIC / "index.html"
-    if not index.is_file():
-        return web.json_response(
-            {"error": "no web console in this build; connect a WebSocket client to /ws"}, status=404
-        )
-    return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
-
-
-def static_files(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The console's files, by name. They are checked with the server on each load (ETag,
-    Last-Modified: no-cache), so a browser never runs an old app.js against a new page."""
-    files = {path.name: path for path in folder.iterdir() if path.is_file()}
-
-    async def static_file(request: web.Request) -> web.StreamResponse:
-        path = files.get(request.match_info["name"])
-        if path is None:
-            return web.json_response({"error": "no such file"}, status=404)
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    return static_file
 
 
 def websocket_response(settings: Settings) -> web.WebSocketResponse:
@@ -251,48 +226,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def drain(app: web.Application) -> None:
-    """Refuse new work, tell clients, let runs finish for the grace, hand sessions over, close
-    1001 (once).
-
-    The CLI calls it on SIGTERM while still listening; on_shutdown calls it again (a no-op).
-    Runs still going after the grace are interrupted; then every session is saved and its
-    lease released, so a client's next message on any replica (or on this one, restarted,
-    with a durable store) goes on with the conversation. Every socket is closed at once: one by
-    one, clients that do not read would add up past the orchestrator's stop grace period.
-    """
-    settings = app[settings_key]
-    grace = settings.server.shutdown_grace_s
-    if not app[lifecycle_key].drain(max(1.0, grace)):
-        return
-    told: set[Connection] = set()
-
-    def tell_everyone() -> None:
-        """system.shutdown to every socket not told yet (one may register during the drain)."""
-        for connection in [*app[connections_key]]:
-            if connection not in told:
-                told.add(connection)
-                connection.send(SystemShutdown(retry_after_s=max(1.0, grace)))
-
-    tell_everyone()
-    sessions = app[sessions_key]
-    running = [s.runs.task for s in sessions.sessions.values() if s.running and s.runs.task]
-    if running:
-        await asyncio.wait(running, timeout=grace)
-    await sessions.release_all()
-    try:  # the releases reach the store before the sockets close (if it answers)
-        await asyncio.wait_for(app[store_key].sync(), SAVE_WITHIN_S)
-    except TimeoutError:
-        log.warning("drain_state_not_saved", within_s=SAVE_WITHIN_S)
-    tell_everyone()
-    connections = [*app[connections_key]]
-    await asyncio.gather(
-        *(c.finish(WSCloseCode.GOING_AWAY, "server shutdown") for c in connections),
-        return_exceptions=True,
-    )
-    log.info("drained", connections=len(connections))
-
-
 def create_app(
     settings: Settings,
     agents: Mapping[str, AgentSpec | AgentFactory] | None = None,
@@ -314,7 +247,7 @@ def create_app(
     app[agents_key] = specs
     app[metrics_key] = metrics
     app[lifecycle_key] = Lifecycle()
-    app[_limit_slot_key] = limits
+    app[limit_slot_key] = limits
     connections: set[Connection] = set()
     app[connections_key] = connections
     metrics.active_connections.set_function(lambda: len(connections))  # read at each scrape

@@ -20,7 +20,7 @@ from middleware.client import ClientResolver
 from service.admission import Admission
 from service.errors import ConfigError
 from service.logs import LEVELS, configure_logging
-from service.settings import Settings, load_settings
+from service.settings import Settings, default_config, load_settings
 
 EXIT_OK, EXIT_LISTEN, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 2
 BACKLOG = 128  # as aiohttp's TCPSite
@@ -70,15 +70,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.agent_file is not None:
         path = args.agent_file.expanduser().resolve()
         flags["agents"] = [{"name": args.name or "", "file": str(path)}]
-    return load_settings(args.config, flags)
-
-
-def token_values(settings: Settings) -> list[str]:
-    """The configured token secrets, for the log's redaction (a sha256: entry holds none)."""
-    auth = settings.auth
-    entries = [entry if isinstance(entry, str) else entry.token for entry in auth.tokens]
-    values = [*entries, *([auth.metrics_token] if auth.metrics_token else [])]
-    return [value for value in values if not value.startswith("sha256:")]
+    return load_settings(args.config if args.config is not None else default_config(), flags)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = settings.logging.format
     json_logs = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     configure_logging(
-        json=json_logs, level=LEVELS[settings.logging.level], secrets=token_values(settings)
+        json=json_logs, level=LEVELS[settings.logging.level], secrets=settings.auth.secrets
     )
     from service.app import create_app, load_agents
 
@@ -144,7 +136,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     aiohttp's run_app closes the listening socket first; we keep it open during the drain so
     that /health answers 503 and the proxy stops sending new clients while runs finish.
     """
-    from service.app import drain
+    from service.shutdown import drain
 
     # keepalive_timeout as run_app sets it (a bare AppRunner keeps idle connections an hour)
     runner = web.AppRunner(

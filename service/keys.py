@@ -9,6 +9,7 @@ from aiohttp import web
 from agent_loader.loader import AgentSpec
 from middleware.keys import client_ip_key as client_ip_key  # set by the stack
 from middleware.keys import identity_key as identity_key  # the token's name, set by auth
+from middleware.store import LimitSlot
 from service.commands import Commands
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
@@ -30,5 +31,6 @@ commands_key = web.AppKey("commands", Commands)
 replicas_key: web.AppKey[Replicas | None] = web.AppKey("replicas", object)  # type: ignore[arg-type]
 connections_key: web.AppKey[set[Connection]] = web.AppKey("connections", set)
 frame_hooks_key: web.AppKey[list[FrameHook]] = web.AppKey("frame_hooks", list)
+limit_slot_key = web.AppKey("limit_slot", LimitSlot)  # the limiter's store: Redis once it is up
 
 __all__: list[Any] = []

@@ -8,7 +8,7 @@ the asking socket through the session's shared log, which its replica follows.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, assert_never
 
 import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -20,8 +20,8 @@ from service.protocol import ClientEvent, ServerEvent, client_events
 from service.replay import Caller
 from service.sessions import Session
 from service.state.base import Frame
-from service.state.redis import answering
 from service.state.redis_bus import RedisBus
+from service.state.redis_layout import answering
 
 log = structlog.get_logger("myagent_ws.replicas")
 
@@ -169,6 +169,8 @@ class Replicas:
                     )
             case Probe():
                 pass
+            case _:
+                assert_never(message)
 
     async def carry_out(self, message: Forward) -> None:
         """A command from a socket of another replica, through the same path as ours."""

@@ -3,43 +3,35 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from middleware import MIDDLEWARES, check_names
-from middleware.auth import parse_token, parse_tokens
-from middleware.client import check_proxies
-from middleware.origin import check_hosts, check_origins
+from middleware.client import parse_network
+from middleware.origin import AllowedOrigins, check_hosts
+from middleware.tokens import Token, parse_token, parse_tokens
+from service.config import describe, env_overrides, merge, read_yaml
 from service.errors import ConfigError
 
-DEFAULT_CONFIG = Path("config/server.yaml")
-ENV_PREFIX = "MYAGENT_WS_"
-# Short environment names for the settings people set most; any other key is reachable as
-# MYAGENT_WS_<SECTION>__<KEY>, e.g. MYAGENT_WS_SESSIONS__RETENTION_S=600.
-ENV_ALIASES: dict[str, tuple[str, ...]] = {
-    "HOST": ("server", "host"),
-    "PORT": ("server", "port"),
-    "TOKENS": ("auth", "tokens"),
-    "METRICS_TOKEN": ("auth", "metrics_token"),
-    "LOG_LEVEL": ("logging", "level"),
-    "LOG_FORMAT": ("logging", "format"),
-    "REDIS_URL": ("state", "redis_url"),
-    "ALLOWED_ORIGINS": ("cors", "allowed_origins"),
-    "ALLOWED_HOSTS": ("server", "allowed_hosts"),
-    "MIDDLEWARES": ("middlewares",),
-}
+DEFAULT_CONFIG = Path("config/server.yaml")  # the CLI's, relative to where it runs
+
+
+def default_config() -> Path | None:
+    """config/server.yaml in the current directory, if there is one."""
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def comma_list(value: Any) -> Any:
@@ -49,12 +41,15 @@ def comma_list(value: Any) -> Any:
     return value
 
 
-RAW_ENV = {  # comma lists
-    ("auth", "tokens"),
-    ("cors", "allowed_origins"),
-    ("server", "allowed_hosts"),
-    ("middlewares",),
-}
+Network = Annotated[IPvAnyNetwork, BeforeValidator(parse_network, json_schema_input_type=str)]
+
+
+def origins(value: Any) -> Any:
+    """`https://a.example, *` or a list of them, parsed (ValueError naming a bad entry)."""
+    return value if isinstance(value, AllowedOrigins) else AllowedOrigins.parse(comma_list(value))
+
+
+Origins = Annotated[AllowedOrigins, BeforeValidator(origins, json_schema_input_type=list[str])]
 
 
 class Section(BaseModel):
@@ -77,19 +72,13 @@ class ServerSettings(Section):
         default=8 << 20, ge=64 << 10, description="per-socket send queue, in bytes of JSON"
     )
     shutdown_grace_s: float = Field(default=8.0, ge=0, description="runs may finish this long")
-    trusted_proxies: list[str] = Field(default_factory=list, description="X-Forwarded-For from")
+    trusted_proxies: list[Network] = Field(default_factory=list, description="X-Forwarded-For from")
     header_timeout_s: float = Field(default=10.0, gt=0, description="request head deadline")
     max_pending_per_address: int = Field(default=32, ge=1, description="heads not yet sent")
     max_pending: int = Field(default=256, ge=1, description="heads not yet sent, in all")
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names, not loopback")
 
     _split = field_validator("allowed_hosts", mode="before")(comma_list)
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        check_proxies(value)
-        return value
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -114,14 +103,30 @@ class AuthSettings(Section):
     metrics_token: str | None = None
 
     _split = field_validator("tokens", mode="before")(comma_list)
+    _tokens: tuple[Token, ...] = PrivateAttr(default=())
+    _metrics_tokens: tuple[Token, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
-    def _parse(self) -> AuthSettings:
+    def _parse(self) -> Self:
         """sha256: entries must be 64 hex digits (the error names the token, never its value)."""
-        parse_tokens(self.tokens)
+        self._tokens = parse_tokens(self.tokens)
         if self.metrics_token:
-            parse_token(self.metrics_token, "metrics")
+            self._metrics_tokens = (parse_token(self.metrics_token, "metrics"),)
         return self
+
+    @property
+    def client_tokens(self) -> tuple[Token, ...]:
+        """The tokens clients may present; none with auth off."""
+        return self._tokens if self.enabled else ()
+
+    @property
+    def metrics_tokens(self) -> tuple[Token, ...]:
+        return self._metrics_tokens
+
+    @property
+    def secrets(self) -> list[str]:
+        """The plain token values, for the log's redaction (a sha256: entry holds none)."""
+        return [t.secret for t in (*self._tokens, *self._metrics_tokens) if t.secret]
 
 
 class RateLimitSettings(Section):
@@ -155,15 +160,7 @@ class LoggingSettings(Section):
 
 
 class CorsSettings(Section):
-    allowed_origins: list[str] = Field(default_factory=list)
-
-    _split = field_validator("allowed_origins", mode="before")(comma_list)
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        check_origins(value)
-        return value
+    allowed_origins: Origins = Field(default_factory=AllowedOrigins)
 
 
 class StateSettings(Section):
@@ -238,120 +235,14 @@ class Settings(Section):
         return value
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value: Any, env: Mapping[str, str]) -> Any:
-    """Expand ${VAR} and ${VAR:-default} in every string of a YAML document."""
-    if isinstance(value, str):
-
-        def repl(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env and env[name] != "":
-                return env[name]
-            if default is not None:
-                return default
-            raise ConfigError(
-                f"${{{name}}} is used in the config but not set in the environment; "
-                f"set it, or write ${{{name}:-default}}"
-            )
-
-        return _VAR.sub(repl, value)
-    if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
-    if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
-    return value
-
-
-def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        node = tree.get(key)
-        tree = tree.setdefault(key, {}) if not isinstance(node, dict) else node
-    tree[path[-1]] = value
-
-
-def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """MYAGENT_WS_* variables as a nested dict (values parsed as YAML scalars)."""
-    tree: dict[str, Any] = {}
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :]
-        path = ENV_ALIASES.get(key) or tuple(part.lower() for part in key.split("__"))
-        if len(path) < 2 and key not in ENV_ALIASES:
-            continue
-        _set(tree, path, raw if path in RAW_ENV else yaml.safe_load(raw))
-    return tree
-
-
-def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = (
-            merge(out[key], value)
-            if isinstance(value, Mapping) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
-
-
-def read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections (server:, agents:, ...)")
-    data = expand_env(data, env)
-    for agent in data.get("agents") or []:  # relative agent files are relative to the config
-        if isinstance(agent, dict) and isinstance(agent.get("file"), str):
-            agent["file"] = str((path.parent / agent["file"]).resolve())
-    state = data.get("state")
-    if (
-        isinstance(state, dict)
-        and isinstance(state.get("sqlite_path"), str)
-        and state["sqlite_path"]
-    ):
-        state["sqlite_path"] = str((path.parent / state["sqlite_path"]).resolve())
-    layers = data.get("middlewares")
-    if isinstance(layers, list):  # so are middleware files (`file.py:Class`)
-        data["middlewares"] = [relative_layer(entry, path.parent) for entry in layers]
-    return cast(dict[str, Any], data)
-
-
-def relative_layer(entry: Any, folder: Path) -> Any:
-    if isinstance(entry, str) and ".py:" in entry:
-        file, _, cls = entry.rpartition(":")
-        return f"{(folder / file).resolve()}:{cls}"
-    return entry
-
-
-def describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = (
-            "unknown key; check the spelling against config/server.schema.json"
-            if error["type"] == "extra_forbidden"
-            else error["msg"]
-        )
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
-
-
 def load_settings(
     config: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from the YAML file (or config/server.yaml if present), env and flags."""
+    """Build Settings from the YAML file (none: defaults only), env and flags."""
     env = os.environ if env is None else env
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    path = config
     data = read_yaml(path, env) if path is not None else {}
     data = merge(data, env_overrides(env))
     data = merge(data, flags or {})

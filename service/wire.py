@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
-from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
+from myagent.errors import ErrorKind
+from myagent.events import AnswerDelta, ModelCalled, Thinking, ToolFinished, ToolStarted
 from service.eventlog import EventLog
 from service.metrics import Metrics
 from service.protocol import (
@@ -19,15 +20,23 @@ from service.protocol import (
 )
 from service.state.base import MemoryDump
 
-RUN_ERROR_CODES = {
-    "llm_failed": ErrorCode.LLM_FAILED,
-    "max_steps": ErrorCode.MAX_STEPS,
-    "rate_limited": ErrorCode.RATE_LIMITED,
-}
+
+def run_error_code(code: ErrorKind) -> ErrorCode:
+    """The agent.error code of a failed run: every kind of the SDK's errors has one."""
+    match code:
+        case "llm_failed":
+            return ErrorCode.LLM_FAILED
+        case "max_steps":
+            return ErrorCode.MAX_STEPS
+        case "rate_limited":
+            return ErrorCode.RATE_LIMITED
+        case "agent_failed" | "tool_failed" | "agent_busy":
+            return ErrorCode.AGENT_FAILED
+        case _:
+            assert_never(code)
 
 
-def run_error_code(code: str) -> ErrorCode:
-    return RUN_ERROR_CODES.get(code, ErrorCode.AGENT_FAILED)
+StepEvent = Thinking | ToolStarted | ToolFinished | AnswerDelta | ModelCalled  # not the last
 
 
 @dataclass
@@ -40,7 +49,7 @@ class RunTally:
 
 def publish_run_event(
     events: EventLog,
-    event: RunEvent,
+    event: StepEvent,
     common: dict[str, Any],
     tally: RunTally,
     metrics: Metrics,
@@ -86,3 +95,5 @@ def publish_run_event(
             metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
             metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
             metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)
+        case _:
+            assert_never(event)

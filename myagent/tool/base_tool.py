@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import inspect
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, create_model
-from pydantic._internal._model_construction import ModelMetaclass
 
 log = structlog.get_logger("myagent.tool")
 
@@ -21,15 +20,17 @@ _TOOL_FIELDS: dict[str, Any] = {
 }
 
 
-class _ToolMeta(ModelMetaclass):
-    def __new__(
-        mcs, cls_name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
-    ) -> type:
-        annotations = namespace.setdefault("__annotations__", {})
-        for field, annotation in _TOOL_FIELDS.items():
-            if field in namespace and field not in annotations:
-                annotations[field] = annotation
-        return super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+if TYPE_CHECKING:  # mypy knows BaseModel's metaclass; this hook changes no type
+    _ToolMeta = type
+else:
+
+    class _ToolMeta(type(BaseModel)):  # pydantic's metaclass, reached through its public class
+        def __new__(mcs, cls_name, bases, namespace, **kwargs):
+            annotations = namespace.setdefault("__annotations__", {})
+            for field, annotation in _TOOL_FIELDS.items():
+                if field in namespace and field not in annotations:
+                    annotations[field] = annotation
+            return super().__new__(mcs, cls_name, bases, namespace, **kwargs)
 
 
 class ToolResult(BaseModel):

@@ -28,11 +28,9 @@ const state = {
   timer: null,
   problem: "",             // the last connection problem noted: a retry loop says it once
   retryAfterMs: 0,
-  seqs: [],                // the session seqs shown, in order (tests check for gaps)
   rebuilt: !store.getItem("myagent.session_id"),  // after a reload: replay the held session once
   resumeFrom: 0,
 };
-window.__console = state;  // for tests and curious developers
 
 function setConn(text, kind) { $("conn").textContent = text; $("conn").dataset.state = kind; }
 
@@ -167,7 +165,6 @@ function startSession({ closeOld = false } = {}) {
     send({ event: "user.close_session", session_id: state.sessionId, request_id: "close" });
   }
   state.runs.clear();
-  state.seqs = [];
   state.shown.clear();
   state.activeRun = null;
   remember(null, 0);
@@ -232,7 +229,6 @@ function handle(frame) {
   if (frame.seq !== undefined && frame.session_id === state.sessionId) {
     if (frame.seq <= state.lastSeq) return;  // already shown (a replay overlapping what we saw)
     remember(state.sessionId, frame.seq);
-    state.seqs.push(frame.seq);
   }
   const run = runOf(frame);
   switch (frame.event) {
@@ -252,7 +248,6 @@ function handle(frame) {
     case "agent.session_created":
       state.pendingCreate = false;
       remember(frame.session_id, frame.seq);
-      state.seqs = [frame.seq];
       note(`new session with ${frame.agent}`);
       setRun("idle");
       break;

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEATHER = ROOT / "examples" / "weather_agent.py"
 SLOW = ROOT / "tests" / "deploy" / "slow_agent.py"  # its tool sleeps SLOW_TOOL_S seconds
 PREAMBLE = Path(__file__).parent / "preamble_agent.py"  # its model speaks before the tool call
+MARKDOWN_AGENT = Path(__file__).parent / "markdown_agent.py"  # its model answers in Markdown
 SHOTS = ROOT / "test-artifacts" / "console"
 CHROMIUM_ARGS = [  # no sandbox as root; nothing that phones home on a closed network
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,13 +37,33 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+SESSION_ID = "sessionStorage.getItem('myagent.session_id')"
+
+
 async def ask(page: Page, text: str) -> None:
     await page.fill("#input", text)
     await page.keyboard.press("Enter")
 
 
+async def logged_frames(page: Page) -> list[dict[str, Any]]:
+    """The frames the page received, as its event log pane shows them (opened if need be)."""
+    if not await page.locator("#log-pane").evaluate("(pane) => pane.open"):
+        await page.click("#log-pane summary")
+        await expect(page.locator("#log")).not_to_be_empty()  # filled on the toggle event
+    lines = (await page.locator("#log").text_content() or "").splitlines()
+    return [json.loads(line[2:]) for line in lines if line.startswith("< ")]
+
+
 async def shown_seqs(page: Page) -> list[int]:
-    return list(await page.evaluate("window.__console.seqs"))
+    """The seqs of the current session's events, in the order the page took them."""
+    session_id = await page.evaluate(SESSION_ID)
+    frames = await logged_frames(page)
+    return [f["seq"] for f in frames if "seq" in f and f.get("session_id") == session_id]
+
+
+async def partial_answers(page: Page) -> int:
+    frames = await logged_frames(page)
+    return sum(f["event"] == "agent.partial_answer" for f in frames)
 
 
 @contextlib.asynccontextmanager
@@ -82,15 +105,13 @@ async def test_console_asks_the_weather_agent(browser: Browser, tmp_path: Path) 
         assert await page.locator(".answer img, .answer a").count() == 0  # text, never HTML
         seqs = await shown_seqs(page)
         assert seqs == list(range(1, len(seqs) + 1))
-        assert await page.evaluate(PARTIALS) > 1  # the answer streamed in deltas first
+        assert await partial_answers(page) > 1  # the answer streamed in deltas first
         await page.screenshot(path=SHOTS / "answer.png", full_page=True)
         await page.fill("#input", "北京")  # Enter that confirms an IME composition must not send
         await page.dispatch_event("#input", "keydown", {"key": "Enter", "isComposing": True})
         assert await page.locator(".bubble.user").count() == 2
         assert not errors
 
-
-PARTIALS = "window.__console.log.filter((e) => e.frame.event === 'agent.partial_answer').length"
 
 MARKDOWN = """# Title
 line one
@@ -117,13 +138,39 @@ async def test_console_markdown_is_rendered_as_text_and_safe_elements(
             }""",
             MARKDOWN,
         )
-    assert html == (
-        "<h1>Title</h1><p>line one\nline two &lt;img src=x onerror=alert(1)&gt; "
-        "&lt;script&gt;alert(2)&lt;/script&gt;</p>"
-        '<ul><li>a <em>b</em></li><li><a href="https://example.com/" rel="noopener noreferrer" '
-        'target="_blank">ok</a> [bad](javascript:alert(3))</li></ul>'
-        "<ol><li>one</li><li>two</li></ol><pre><code>&lt;b&gt;code&lt;/b&gt;</code></pre>"
+    assert html == (  # markdown-it's output; agent text escaped, the javascript: link left as text
+        "<h1>Title</h1>\n<p>line one<br>\nline two &lt;img src=x onerror=alert(1)&gt; "
+        "&lt;script&gt;alert(2)&lt;/script&gt;</p>\n"
+        '<ul>\n<li>a <em>b</em></li>\n<li><a href="https://example.com/" rel="noopener noreferrer" '
+        'target="_blank">ok</a> [bad](javascript:alert(3))</li>\n</ul>\n'
+        "<ol>\n<li>one</li>\n<li>two</li>\n</ol>\n<pre><code>&lt;b&gt;code&lt;/b&gt;\n</code></pre>\n"
     )
+
+
+async def test_console_renders_a_markdown_answer_as_table_lists_and_quote(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with console(browser, MARKDOWN_AGENT, tmp_path) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await ask(page, "weather?")
+        answer = page.locator(".answer:not(.streaming)")
+        await expect(answer).to_have_count(1)
+        await expect(answer.locator("table thead th")).to_have_text(["city", "sky"])
+        await expect(answer.locator("table tbody tr")).to_have_count(2)
+        await expect(answer.locator("table tbody tr").first.locator("td")).to_have_text(
+            ["Beijing", "sunny"]
+        )
+        await expect(answer.locator("ul > li > ul > li")).to_have_text(["Beijing", "Tokyo"])
+        await expect(answer.locator("blockquote")).to_have_text("Take an umbrella in Paris.")
+        assert await answer.locator("script").count() == 0
+        await expect(answer).to_contain_text("<script>alert(1)</script>")  # shown as text
+        await expect(answer).to_contain_text("[click me](javascript:alert(2))")
+        links = answer.locator("a")
+        await expect(links).to_have_count(1)  # only the http(s) one
+        await expect(links).to_have_attribute("href", "https://example.com/")
+        await page.screenshot(path=SHOTS / "markdown.png", full_page=True)
+        assert not errors
 
 
 async def test_console_shows_the_answer_below_the_tool_card_it_used(
@@ -194,21 +241,23 @@ async def test_console_stop_interrupts_a_slow_tool(browser: Browser, tmp_path: P
         await page.screenshot(path=SHOTS / "interrupted.png", full_page=True)
         await ask(page, "slow report on rain")
         await expect(page.locator(".tool").last).to_have_attribute("data-status", "running")
-        old = await page.evaluate("window.__console.sessionId")
+        old = await page.evaluate(SESSION_ID)
+        await page.click("#log-pane summary")  # the event log, as a person would read it
         await page.click("#new-session")  # closes the old session: its run is cancelled
         await page.wait_for_function(
-            "(old) => window.__console.log.some((e) => e.frame.event === 'agent.session_closed'"
-            " && e.frame.session_id === old)",
+            "(old) => document.getElementById('log').textContent.split('\\n').some((line) =>"
+            " line.startsWith('< ') && ((f) => f.event === 'agent.session_closed'"
+            " && f.session_id === old)(JSON.parse(line.slice(2))))",
             arg=old,
         )
         await expect(page.get_by_text("new session with slow")).to_be_visible()
         await expect(page.locator("#run-state")).to_have_text("idle")
         assert await page.locator(".tool, .interrupted").count() == 0  # nothing of the old run
         for _ in range(17):  # more than sessions.max_per_connection: each closes the one before
-            before = await page.evaluate("window.__console.sessionId")
+            before = await page.evaluate(SESSION_ID)
             await page.click("#new-session")
             await page.wait_for_function(
-                "(before) => ![null, before].includes(window.__console.sessionId)", arg=before
+                f"(before) => ![null, before].includes({SESSION_ID})", arg=before
             )
         await expect(page.locator(".bubble.error")).to_have_count(0)
 
@@ -279,6 +328,8 @@ async def test_console_needs_the_token_when_the_server_has_one(
     browser: Browser, tmp_path: Path
 ) -> None:
     async with console(browser, WEATHER, tmp_path, env={"MYAGENT_WS_TOKENS": "s3cret"}) as page:
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
         await expect(page.get_by_text("connection refused").first).to_be_visible()
         await page.screenshot(path=SHOTS / "refused.png", full_page=True)
         await page.fill("#token", "s3cret")
@@ -286,7 +337,7 @@ async def test_console_needs_the_token_when_the_server_has_one(
         await expect(page.locator("#conn")).to_have_text("connected")
         await ask(page, "查询上海天气")
         await expect(page.locator(".answer:not(.streaming)")).to_contain_text("上海的天气")
-        assert "token=s3cret" in await page.evaluate("window.__console.ws.url")
+        assert "token=s3cret" in sockets[-1]  # the socket that connected
         assert await page.evaluate("sessionStorage.getItem('myagent.token')") == "s3cret"
         await page.screenshot(path=SHOTS / "with-token.png", full_page=True)
     assert os.environ.get("MYAGENT_WS_TOKENS") is None  # the token stayed in the child

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 import pytest
 from aiohttp import web
@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from middleware import MIDDLEWARES, FrameInfo, FrameRejected, Middleware, StackContext
 from middleware.frames import FRAME_CODES
 from service.errors import ConfigError
-from service.keys import frame_hooks_key, metrics_key
+from service.keys import metrics_key
 from service.protocol import ErrorCode
 from service.settings import Settings, load_settings
 from tests.middleware.conftest import (
@@ -33,9 +33,34 @@ from tests.service.conftest import create_session, receive_until
 def test_stack_default_order_is_auth_rate_limit_logging() -> None:
     _, stack, _ = stack_app(make_settings())
     assert [layer.name for layer in stack.layers] == ["auth", "rate_limit", "logging"]
-    assert len(stack.http) == 1  # one aiohttp middleware: the request context, then the layers
-    owners = [hook.__self__.name for hook in stack.frame_hooks]  # type: ignore[attr-defined]
+    owners = [layer.name for layer in stack.layers if layer.sees_frames()]
     assert owners == ["rate_limit", "logging"]  # auth has nothing to say about frames
+    assert len(stack.frame_hooks) == 2
+
+
+class Handlers(Middleware):
+    """Notes the handler each request reaches it with."""
+
+    name = "handlers"
+    seen: ClassVar[list[Handler]] = []
+
+    @classmethod
+    def create(cls, ctx: StackContext) -> Self:
+        return cls()
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.seen.append(handler)
+        return await handler(request)
+
+
+async def test_stack_chain_is_built_once_per_route(aiohttp_client) -> None:
+    settings = make_settings(middlewares=["tests.middleware.test_stack:Handlers", "auth"])
+    client = await aiohttp_client(stack_app(settings)[0])
+    Handlers.seen.clear()
+    for _ in range(3):
+        assert (await client.get("/metrics")).status == 200
+    first, second, third = Handlers.seen
+    assert first is second is third  # the same chain below this layer, not one per request
 
 
 def test_stack_yaml_decides_which_layers_run_and_in_what_order(tmp_path: Path) -> None:
@@ -43,7 +68,8 @@ def test_stack_yaml_decides_which_layers_run_and_in_what_order(tmp_path: Path) -
     config.write_text("middlewares: [logging, auth]\n", encoding="utf-8")
     _, stack, _ = stack_app(load_settings(config, env={}))
     assert [layer.name for layer in stack.layers] == ["logging", "auth"]
-    assert [hook.__self__.name for hook in stack.frame_hooks] == ["logging"]  # type: ignore[attr-defined]
+    assert [layer.name for layer in stack.layers if layer.sees_frames()] == ["logging"]
+    assert len(stack.frame_hooks) == 1
 
 
 @pytest.mark.parametrize(
@@ -128,6 +154,7 @@ class Stamp(Middleware):
     """A middleware written as the docs say: one class, one line of config."""
 
     name = "stamp"
+    built: ClassVar[list[Stamp]] = []  # every Stamp the stack made, for the test to look at
     seen: list[str]
 
     def __init__(self) -> None:
@@ -135,7 +162,9 @@ class Stamp(Middleware):
 
     @classmethod
     def create(cls, ctx: StackContext) -> Self:
-        return cls()
+        stamp = cls()
+        cls.built.append(stamp)
+        return stamp
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
@@ -180,7 +209,7 @@ async def test_stack_a_new_middleware_is_one_class_and_one_line(aiohttp_client) 
         await ws.receive_json()
         await ws.send_json({"event": "user.ping"})
         await receive_until(ws, "system.pong")
-    [stamp] = [hook.__self__ for hook in app[frame_hooks_key]]  # type: ignore[attr-defined]
+    stamp = Stamp.built[-1]
     assert isinstance(stamp, Stamp) and stamp.seen == ["alice:user.ping"]
 
 
@@ -215,7 +244,17 @@ def test_stack_an_entry_that_names_no_middleware_is_refused_at_start(
     entry: str, problem: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(problem)):
-        load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": f"auth,{entry}"})
+        service_app(load_settings(None, env={"MYAGENT_WS_MIDDLEWARES": f"auth,{entry}"}))
+
+
+def test_stack_settings_never_import_a_middleware_file(tmp_path: Path) -> None:
+    (tmp_path / "loud.py").write_text("raise RuntimeError('imported')\n", encoding="utf-8")
+    config = tmp_path / "server.yaml"
+    config.write_text("middlewares: [auth, 'loud.py:Loud']\n", encoding="utf-8")
+    settings = load_settings(config, env={})  # validation reads the entry, imports nothing
+    assert settings.middlewares[-1].endswith("loud.py:Loud")
+    with pytest.raises(ConfigError, match=r"importing .*loud\.py failed: RuntimeError: imported"):
+        service_app(settings)  # building the stack is what imports it
 
 
 class Refuse(Middleware):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from service.errors import ConfigError
-from service.settings import load_settings, settings_schema
+from service.settings import default_config, load_settings, settings_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +74,14 @@ def test_shipped_config_is_valid_and_matches_the_schema() -> None:
     document["state"]["redis_url"] = None  # ${...} expands at load time
     document["server"]["host"] = "127.0.0.1"
     jsonschema.validate(document, schema)
+
+
+def test_settings_without_a_file_read_none_the_cli_finds_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", "server:\n  port: 9123\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, env={}).server.port == 8080  # the working directory is no source
+    assert default_config() == Path("config/server.yaml")  # the CLI's default, when present
+    assert load_settings(default_config(), env={}).server.port == 9123
