@@ -12,6 +12,7 @@ import structlog
 
 from agent_loader.loader import AgentSpec
 from myagent.agent.base import BaseAgent
+from myagent.agent.toolcall import ToolCallAgent
 from service.errors import SessionNotFound
 from service.eventlog import EventLog, Listener
 from service.lifecycle import Lifecycle
@@ -112,7 +113,12 @@ class SessionRegistry:
             metrics=self.metrics,
             lifecycle=self.lifecycle,
             state=state,
+            budget=spec.budget,
+            approval_timeout_s=spec.approval_timeout_s,
         )
+        if isinstance(agent, ToolCallAgent):  # the config's policies, a person to ask
+            agent.tool_approvals = {**agent.tool_approvals, **spec.approvals}
+            agent.set_approver(runs.approvals.wait)
         session = Session(events, identity, spec.name, agent, runs)
         runs.on_end = session.ran
         events.on_lost = lambda reason: self._lost(session, reason)
@@ -164,6 +170,11 @@ class SessionRegistry:
         events.epoch = found.epoch
         state = found.state
         session = self._build(events, found.identity, spec, agent_obj, state)
+        if state.run_id and state.approvals and isinstance(agent_obj, ToolCallAgent):
+            # cut while it waited for a person: it waits here, until the same deadlines
+            session.runs.go_on(agent_obj.continue_run({a.step_id for a in state.approvals}), state)
+            log.info("session_adopted", session_id=session_id, epoch=found.epoch, waiting=True)
+            return session
         lost = [(state.run_id, state.request_id)] if state.run_id else []
         lost += [(f"queued:{uuid.uuid4().hex}", m.request_id) for m in state.pending]
         if lost:

@@ -22,6 +22,7 @@ from middleware import MIDDLEWARES, check_names
 from middleware.auth import parse_token, parse_tokens
 from middleware.client import check_proxies
 from middleware.origin import check_hosts, check_origins
+from service.agent_settings import AgentOptions
 from service.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/server.yaml")
@@ -98,7 +99,7 @@ class ServerSettings(Section):
         return value
 
 
-class AgentEntry(Section):
+class AgentEntry(Section, AgentOptions):
     name: str = Field(default="", max_length=128, description="default: the agent's own name")
     file: Path
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-from myagent.events import AnswerDelta, ModelCalled, RunEvent, Thinking, ToolFinished, ToolStarted
+from myagent.events import (
+    Answer,
+    AnswerDelta,
+    ApprovalRequired,
+    ModelCalled,
+    RunEvent,
+    RunFailed,
+    Thinking,
+    ToolFinished,
+    ToolStarted,
+)
+from myagent.llm import closing_stream
+from service.approvals import ApprovalBook
 from service.eventlog import EventLog
+from service.metadata import ThinkingMeta, ToolMeta
 from service.metrics import Metrics
 from service.protocol import (
     AgentPartialAnswer,
@@ -14,10 +27,9 @@ from service.protocol import (
     AgentToolCall,
     AgentToolResult,
     ErrorCode,
-    ThinkingMeta,
-    ToolMeta,
 )
 from service.state.base import MemoryDump
+from service.usage import RunMeter
 
 RUN_ERROR_CODES = {
     "llm_failed": ErrorCode.LLM_FAILED,
@@ -30,19 +42,36 @@ def run_error_code(code: str) -> ErrorCode:
     return RUN_ERROR_CODES.get(code, ErrorCode.AGENT_FAILED)
 
 
-@dataclass
-class RunTally:
-    """What a run used, for its run_finished line."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+async def play(
+    stream: AsyncIterator[RunEvent],
+    common: dict[str, Any],
+    meter: RunMeter,
+    approvals: ApprovalBook,
+    agent: str,
+    metrics: Metrics,
+    memory: MemoryDump,
+) -> Answer | RunFailed:
+    """Publish a run's events until its end (returned, for the run to publish). The meter sees
+    each event first: BudgetExceeded closes the agent's stream there, as a cancel would."""
+    events = approvals.events
+    async with closing_stream(stream) as steps:
+        async for event in steps:
+            meter.see(event)
+            if isinstance(event, Answer | RunFailed):
+                return event
+            if isinstance(event, ApprovalRequired):
+                approvals.announce(event, common, memory)
+            else:
+                publish_run_event(events, event, common, agent, metrics, memory)
+                await events.wait_room()
+    raise RuntimeError("the agent's run ended without an answer or an error")
 
 
 def publish_run_event(
     events: EventLog,
     event: RunEvent,
     common: dict[str, Any],
-    tally: RunTally,
+    agent: str,
     metrics: Metrics,
     memory: MemoryDump,
 ) -> None:
@@ -61,13 +90,13 @@ def publish_run_event(
                 memory=memory,
                 **common,
             )
-        case ToolStarted(step_id=step_id, tool=tool, args=args):
+        case ToolStarted(step_id=step_id, tool=tool, args=args, status=status):
             events.publish(
                 AgentToolCall,
                 step_id=step_id,
                 memory=memory,
                 **common,
-                metadata=ToolMeta(tool=tool, args=args, status="running"),
+                metadata=ToolMeta(tool=tool, args=args, status=status),
             )
         case ToolFinished(step_id=step_id, tool=tool, status=status):
             metrics.tool_calls_total.labels(tool, status).inc()
@@ -81,8 +110,8 @@ def publish_run_event(
                 metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
             )
         case ModelCalled():
-            tally.prompt_tokens += event.prompt_tokens
-            tally.completion_tokens += event.completion_tokens
+            metrics.agent_tokens_total.labels(agent, "prompt").inc(event.prompt_tokens)
+            metrics.agent_tokens_total.labels(agent, "completion").inc(event.completion_tokens)
             metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
             metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
             metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)
