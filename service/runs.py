@@ -26,6 +26,7 @@ from service.errors import NoActiveRun, SessionBusy
 from service.eventlog import EventLog
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
+from service.metadata import UsageMeta
 from service.protocol import (
     AgentErrorEvent,
     AgentFinalAnswer,
@@ -97,6 +98,7 @@ class Runs:
             requests=tuple(self.requests.values()),
             approvals=self.approvals.state(),
             usage=self.usage,
+            run_usage=self.meter.usage() if self.running and self.meter else None,
         )
 
     def usage_event(self, request_id: str | None) -> AgentUsage:
@@ -160,19 +162,23 @@ class Runs:
             _, old = self.requests.popitem(last=False)
             self.terminal.pop(old.run_id, None)
 
-    def _start(self, steps: Steps, request_id: str | None, run_id: str | None = None) -> None:
+    def _start(
+        self, steps: Steps, request_id: str | None, run_id: str | None = None,
+        carried: UsageMeta | None = None,
+    ) -> None:  # fmt: skip
         self.run_id = run_id = run_id or uuid.uuid4().hex
         self.request_id = request_id
         self._remember(request_id, run_id)
         self.lifecycle.running += 1
         self.run_started = self.cancel_at_start = False
+        self.meter = RunMeter(self.budget, self.usage, carried)
         self.task = asyncio.create_task(self._run(steps, run_id, request_id), name=f"run-{run_id}")
         self.events.save(self.state())  # an adopter knows this run was going
 
     def go_on(self, steps: Steps, state: RunState) -> None:
         """Continue a run adopted while its tool calls waited for approval: they wait here."""
         self.approvals.restore(state.approvals)
-        self._start(steps, state.request_id, state.run_id)
+        self._start(steps, state.request_id, state.run_id, state.run_usage)
 
     def _next(self) -> None:
         """After a run: start the next waiting message, if any."""
@@ -238,7 +244,7 @@ class Runs:
         started = time.perf_counter()
         outcome = "error"
         common = {"run_id": run_id, "request_id": request_id}
-        self.meter = meter = RunMeter(self.budget, self.usage)
+        meter = self.meter or RunMeter(self.budget, self.usage)
         agent = self.agent
         with bound_context(session_id=self.events.id, run_id=run_id):
             try:

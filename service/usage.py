@@ -48,11 +48,15 @@ def session_check(budget: Mapping[str, int], totals: UsageMeta) -> None:
 class RunMeter:
     """What one run used so far, against the budget; `see` raises BudgetExceeded."""
 
-    def __init__(self, budget: Mapping[str, int], before: UsageMeta) -> None:
+    def __init__(
+        self, budget: Mapping[str, int], before: UsageMeta, carried: UsageMeta | None = None
+    ) -> None:
         self.budget = budget
         self.before = before  # the session's runs before this one
-        self.started = time.perf_counter()
-        self.prompt_tokens = self.completion_tokens = self.model_calls = self.tool_calls = 0
+        run = carried or UsageMeta()  # what the run used on the server that ran it before
+        self.started = time.perf_counter() - run.duration_s
+        self.prompt_tokens, self.completion_tokens = run.prompt_tokens, run.completion_tokens
+        self.model_calls, self.tool_calls = run.model_calls, run.tool_calls
         self.step = 0
 
     @property

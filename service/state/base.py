@@ -72,6 +72,7 @@ class RunState(BaseModel):
     requests: tuple[AnsweredRequest, ...] = ()  # the last REMEMBERED_REQUESTS, oldest first
     approvals: tuple[PendingApproval, ...] = ()  # the running run's calls that wait for a person
     usage: UsageMeta = Field(default_factory=UsageMeta)  # the session's runs that ended, in all
+    run_usage: UsageMeta | None = None  # the running run's so far (an adopter goes on from it)
 
 
 class SessionRecord(BaseModel):
