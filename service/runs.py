@@ -25,8 +25,8 @@ from service.approvals import DEFAULT_TIMEOUT_S, ApprovalBook
 from service.errors import NoActiveRun, SessionBusy
 from service.eventlog import EventLog
 from service.lifecycle import Lifecycle
-from service.metrics import Metrics
 from service.metadata import UsageMeta
+from service.metrics import Metrics
 from service.protocol import (
     AgentErrorEvent,
     AgentFinalAnswer,

@@ -56,12 +56,14 @@ async def play(
     events = approvals.events
     async with closing_stream(stream) as steps:
         async for event in steps:
+            if isinstance(event, ModelCalled):  # spent, so counted in the metrics in any case
+                publish_run_event(events, event, common, agent, metrics, memory)
             meter.see(event)
             if isinstance(event, Answer | RunFailed):
                 return event
             if isinstance(event, ApprovalRequired):
                 approvals.announce(event, common, memory)
-            else:
+            elif not isinstance(event, ModelCalled):
                 publish_run_event(events, event, common, agent, metrics, memory)
                 await events.wait_room()
     raise RuntimeError("the agent's run ended without an answer or an error")
