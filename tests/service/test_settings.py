@@ -74,3 +74,20 @@ def test_shipped_config_is_valid_and_matches_the_schema() -> None:
     document["state"]["redis_url"] = None  # ${...} expands at load time
     document["server"]["host"] = "127.0.0.1"
     jsonschema.validate(document, schema)
+
+
+def test_business_config_sets_approvals_and_budget_and_matches_the_schema() -> None:
+    config = ROOT / "config" / "business.yaml"
+    entry = load_settings(config, env={}).agents[0]
+    options = entry.loader_options()
+    assert options["approvals"] == {
+        "send_email": "ask", "query_database": "auto", "drop_table": "deny",
+    }  # fmt: skip
+    assert options["budget"]["max_tokens_per_session"] == 200000
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["server"]["host"] = "127.0.0.1"  # ${...} expands at load time
+    schema = json.loads((ROOT / "config" / "server.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, schema)
+    document["agents"][0]["tools"]["send_email"] = {"approval": "maybe"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)
