@@ -42,6 +42,7 @@ class ToolCallAgent(ReActAgent):
     _pending: list[ToolCall] = PrivateAttr(default_factory=list)
     _approver: Approver | None = PrivateAttr(default=None)
     _continued: set[str] | None = PrivateAttr(default=None)  # calls whose wait goes on
+    _announced: set[str] = PrivateAttr(default_factory=set)
     _prompts: dict[tuple[str, str], Message] = PrivateAttr(default_factory=dict)
 
     def llm_messages(self) -> list[Message]:
@@ -80,14 +81,11 @@ class ToolCallAgent(ReActAgent):
         self._continued = set(waiting)
         return self.stream_run(None)
 
-    async def step(self) -> AsyncIterator[RunEvent]:
-        if self._continued is None:
-            async for event in super().step():
-                yield event
-            return
-        waiting, self._continued = self._continued, None
+    def _go_on(self, waiting: set[str]) -> None:
+        """The first step of a continued run: no model call; the waiting calls are acted on."""
         calls = self.memory.last_tool_calls()
         self._pending = [c for c in calls if c.id in waiting]
+        self._announced = waiting
         for call in calls:
             if call.id not in waiting:
                 self.memory.add(
@@ -97,10 +95,12 @@ class ToolCallAgent(ReActAgent):
                         name=call.function.name,
                     )
                 )
-        async for event in self.act(announced=waiting):
-            yield event
 
     async def think(self) -> AsyncIterator[RunEvent]:
+        if self._continued is not None:
+            waiting, self._continued = self._continued, None
+            self._go_on(waiting)
+            return
         self._pending = []  # calls of an interrupted run must not be run now
         yield Thinking(step=self.current_step, content=f"Step {self.current_step}: thinking")
         started = time.perf_counter()
@@ -129,11 +129,12 @@ class ToolCallAgent(ReActAgent):
         else:
             self.final_answer = turn.content or ""
 
-    async def act(self, announced: Collection[str] = ()) -> AsyncIterator[RunEvent]:
+    async def act(self) -> AsyncIterator[RunEvent]:
         """Run the pending calls in order. Every `ask` call is announced first (ToolStarted
         awaiting_approval, then ApprovalRequired), so a person sees them all; then each waits
-        for its own answer when its turn comes. `announced`: calls already announced."""
+        for its own answer when its turn comes (a continued run's were announced before)."""
         calls, self._pending = self._pending, []
+        announced, self._announced = self._announced, set()
         parsed = [(call, *parse_arguments(call.function.arguments)) for call in calls]
         asks = {c.id for c, _, problem in parsed if problem is None and self.asks(c)}
         for call, args, _ in parsed:
