@@ -89,9 +89,18 @@ class ApprovalBook:
                 f"no tool call {step_id!r} waits for approval in this session (answered, "
                 "expired, or its run ended)"
             )
+        approval = self.waiting.get(step_id)
+        if approval is not None and self.clock() >= approval.deadline:  # not yet its turn
+            self._expire(approval, future)
+            raise NoPendingApproval(f"tool call {step_id!r} expired before this answer came")
         outcome: Outcome = "approved" if approved else "denied"
         future.set_result(Decision(outcome=outcome, reason=reason))
         self._close(step_id, outcome)
+
+    def _expire(self, approval: PendingApproval, future: asyncio.Future[Decision]) -> None:
+        reason = f"no answer within {approval.timeout_s:g} s"
+        future.set_result(Decision(outcome="expired", reason=reason))
+        self._close(approval.step_id, "expired")
 
     def _close(self, step_id: str, outcome: Outcome) -> None:
         approval = self.waiting.pop(step_id, None)
@@ -122,9 +131,7 @@ class ApprovalBook:
                     return await asyncio.shield(future)
             except TimeoutError:
                 if not future.done():
-                    reason = f"no answer within {approval.timeout_s:g} s"
-                    future.set_result(Decision(outcome="expired", reason=reason))
-                    self._close(request.step_id, "expired")
+                    self._expire(approval, future)
         return future.result()
 
     def clear(self) -> None:
