@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.runs import Runs
 from service.settings import SessionSettings
 from service.state.base import Held, LostReason, RunState, SessionRecord, StateStore
+from service.usage import RunMeter
 
 log = structlog.get_logger("myagent_ws.sessions")
 
@@ -181,6 +182,8 @@ class SessionRegistry:
             agent_obj.close_pending_tool_calls("the server running this call stopped")
             session.runs.pending.clear()
             for run_id, request_id in lost:
+                if run_id == state.run_id:  # what it used before it was cut counts too
+                    session.runs.meter = RunMeter(spec.budget, state.usage, state.run_usage)
                 session.runs.end_lost(run_id, request_id)
         log.info("session_adopted", session_id=session_id, epoch=found.epoch, runs_lost=len(lost))
         return session

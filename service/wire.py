@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from myagent.events import (
@@ -28,7 +28,7 @@ from service.protocol import (
     AgentToolResult,
     ErrorCode,
 )
-from service.state.base import MemoryDump
+from service.state.base import MemoryDump, RunState
 from service.usage import RunMeter
 
 RUN_ERROR_CODES = {
@@ -53,7 +53,7 @@ async def play(
 ) -> Answer | RunFailed:
     """Publish a run's events until its end (returned, for the run to publish). The meter sees
     each event first: BudgetExceeded closes the agent's stream there, as a cancel would."""
-    events = approvals.events
+    events, state = approvals.events, approvals.run_state
     async with closing_stream(stream) as steps:
         async for event in steps:
             if isinstance(event, ModelCalled):  # spent, so counted in the metrics in any case
@@ -64,7 +64,7 @@ async def play(
             if isinstance(event, ApprovalRequired):
                 approvals.announce(event, common, memory)
             elif not isinstance(event, ModelCalled):
-                publish_run_event(events, event, common, agent, metrics, memory)
+                publish_run_event(events, event, common, agent, metrics, memory, state)
                 await events.wait_room()
     raise RuntimeError("the agent's run ended without an answer or an error")
 
@@ -76,11 +76,13 @@ def publish_run_event(
     agent: str,
     metrics: Metrics,
     memory: MemoryDump,
+    state: Callable[[], RunState] | None = None,
 ) -> None:
     """Publish the wire frame of an agent event that does not end the run (Answer and
     RunFailed do, and the run publishes those itself). Steps, tool calls and tool results are
     step boundaries: the agent's memory is saved with them (the user's message, the model's
-    calls, their results), so a replica that adopts the session has every turn."""
+    calls, their results), so a replica that adopts the session has every turn; a tool call
+    saves the run state too (what the run used so far)."""
     match event:
         case AnswerDelta(content=content):
             events.publish(AgentPartialAnswer, content=content, **common)
@@ -97,6 +99,7 @@ def publish_run_event(
                 AgentToolCall,
                 step_id=step_id,
                 memory=memory,
+                state=state() if state is not None else None,
                 **common,
                 metadata=ToolMeta(tool=tool, args=args, status=status),
             )

@@ -52,13 +52,14 @@ def mail_spec(
     server: OpenAIServer,
     outbox: list[str],
     approvals: dict[str, Policy] | None = None,
+    extra_tools: list[BaseTool] | None = None,
     **options: Any,
 ) -> AgentSpec:
     """The mail agent on the test server, under these approval policies and options."""
     llm = LLM(model="m", api_key="k", base_url=server.base_url, max_retries=0, timeout_s=5)
 
     def factory() -> BaseAgent:
-        tools = [SendEmail(outbox=outbox), DropTable()]
+        tools = [SendEmail(outbox=outbox), DropTable(), *(extra_tools or [])]
         return create_react_agent("mail", tools=tools, llm=llm)
 
     policies = {"send_email": "ask"} if approvals is None else approvals

@@ -8,8 +8,8 @@ from service.app import create_app
 from service.keys import sessions_key, store_key
 from service.state.redis import session_key
 from tests.service.approval_support import approve, ask, mail_spec, mails, model
-from tests.service.conftest import create_session, open_ws, receive_until, settings
-from tests.support.openai_server import OpenAIServer, Text
+from tests.service.conftest import GateTool, create_session, open_ws, receive_until, settings
+from tests.support.openai_server import Call, OpenAIServer, Text, ToolCalls
 
 __all__ = ["model"]  # the fixture
 
@@ -81,4 +81,32 @@ async def test_replica_that_adopts_a_waiting_run_waits_for_the_same_answer(
     assert (await receive_until(on_b, "agent.usage"))[-1]["totals"]["model_calls"] == 2
     second = model.requests[1].body["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "tool"]
+    await on_b.close()
+
+
+async def test_run_lost_on_adoption_carries_what_the_cut_run_used(
+    aiohttp_client, redis_url: str, model: OpenAIServer, gate_tool: GateTool
+) -> None:
+    model.script(ToolCalls(Call("slow_lookup", '{"query": "x"}')))
+    config = settings(state={"redis_url": redis_url})
+    spec = mail_spec(model, [], {}, [gate_tool])
+    a = await aiohttp_client(create_app(config, {"mail": spec}))
+    b = await aiohttp_client(create_app(config, {"mail": spec}))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.send_json({"event": "user.message", "session_id": sid, "content": "slow"})
+    await receive_until(on_a, "agent.tool_call")
+    await on_a.close()
+    await a.app[store_key].sync()
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.hset(session_key(sid), "owner", "f" * 32)  # A died mid-tool
+    await shared.aclose()
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    replay = await receive_until(on_b, "agent.session_resumed")
+    lost = next(f for f in replay if f["event"] == "agent.error")
+    assert lost["code"] == "run_lost" and lost["metadata"]["usage"]["model_calls"] == 1
+    await on_b.send_json({"event": "user.get_usage", "session_id": sid})
+    totals = (await receive_until(on_b, "agent.usage"))[-1]["totals"]
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (11, 7)  # the test server's
     await on_b.close()
