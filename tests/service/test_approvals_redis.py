@@ -110,3 +110,32 @@ async def test_run_lost_on_adoption_carries_what_the_cut_run_used(
     totals = (await receive_until(on_b, "agent.usage"))[-1]["totals"]
     assert (totals["prompt_tokens"], totals["completion_tokens"]) == (11, 7)  # the test server's
     await on_b.close()
+
+
+async def test_cancel_and_refusal_through_another_replica(
+    aiohttp_client, redis_url: str, model: OpenAIServer
+) -> None:
+    outbox: list[str] = []
+    model.script(mails("bob@example.com"), Text("Not sent."), mails("eve@example.com"))
+    config = settings(state={"redis_url": redis_url})
+    spec = mail_spec(model, outbox)
+    a = await aiohttp_client(create_app(config, {"mail": spec}))
+    b = await aiohttp_client(create_app(config, {"mail": spec}))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    on_b = await open_ws(b)
+    await on_b.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(on_b, "agent.session_resumed")
+    step_id = (await ask(on_b, sid))[-1]["step_id"]  # the run goes on A
+    await on_b.send_json(approve(sid, step_id, False, reason="not now"))
+    rest = await receive_until(on_b)
+    result = next(f for f in rest if f["event"] == "agent.tool_result")
+    assert result["metadata"]["status"] == "denied" and "not now" in result["content"]
+    step_id = (await ask(on_b, sid, "mail eve"))[-1]["step_id"]
+    await on_b.send_json({"event": "user.cancel", "session_id": sid})
+    assert (await receive_until(on_b))[-1]["event"] == "agent.interrupted"
+    await on_b.send_json(approve(sid, step_id))
+    assert (await receive_until(on_b, "agent.error"))[-1]["code"] == "no_pending_approval"
+    assert outbox == [] and sid in a.app[sessions_key].sessions
+    await on_b.close()
