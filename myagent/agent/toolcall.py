@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from myagent.agent.react import ReActAgent
 from myagent.approval import (
@@ -17,6 +17,7 @@ from myagent.approval import (
     Approver,
     Decision,
     Policy,
+    check_policies,
 )
 from myagent.events import (
     AnswerDelta,
@@ -44,6 +45,11 @@ class ToolCallAgent(ReActAgent):
     _continued: set[str] | None = PrivateAttr(default=None)  # calls whose wait goes on
     _announced: set[str] = PrivateAttr(default_factory=set)
     _prompts: dict[tuple[str, str], Message] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_tools(self) -> ToolCallAgent:
+        check_policies(self.tool_approvals, self.tools.names)  # a typo must not go unnoticed
+        return self
 
     def llm_messages(self) -> list[Message]:
         messages = [self._prompt("system", self.system_prompt)] if self.system_prompt else []

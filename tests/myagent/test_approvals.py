@@ -152,3 +152,8 @@ def test_policy_for_a_tool_the_agent_lacks_is_an_error_naming_it() -> None:
         check_policies({"send_email": "ask", "drop_table": "deny"}, ["send_email"])
     with pytest.raises(ValueError, match="auto, ask or deny"):
         check_policies({"send_email": "maybe"}, ["send_email"])
+
+
+def test_agent_built_with_a_policy_for_a_tool_it_lacks_is_refused() -> None:
+    with pytest.raises(ValueError, match="'send_mail'"):
+        weather_agent(ScriptedLLM(), tool_approvals={"send_mail": "ask"})
