@@ -447,6 +447,36 @@ async def test_sqlite_server_killed_mid_conversation_goes_on_after_restart(
     ]  # fmt: skip
 
 
+async def test_sqlite_server_killed_while_a_call_waits_for_approval_waits_on_after_restart(
+    http: aiohttp.ClientSession, model: OpenAIServer, tmp_path: Path
+) -> None:
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.base_url, "OPENAI_MODEL": "fake",
+           "MYAGENT_WS_STATE__SQLITE_PATH": str(tmp_path / "state.db")}  # fmt: skip
+    server = Replica(ROOT / "tests" / "deploy" / "approval_agent.py", tmp_path, env, name="q")
+    try:
+        await server.start()
+        talk = Conversation(http)
+        await talk.connect(server)
+        await talk.create()
+        await talk.say("mail bob the figures")
+        card = (await talk.until("agent.approval_required"))[-1]
+        await server.kill()  # kill -9 while the call waits
+        await server.start()  # the same file
+        await talk.connect(server)
+        replay = await talk.resume()
+        assert [f["event"] for f in replay] == ["agent.session_resumed"]  # nothing was cut
+        assert talk.ws is not None
+        await talk.ws.send_json({"event": "user.approve", "session_id": talk.session_id,
+                                 "step_id": card["step_id"], "approved": False})  # fmt: skip
+        rest = await talk.until()
+        result = next(f for f in rest if f["event"] == "agent.tool_result")
+        assert result["metadata"]["status"] == "denied"
+        assert rest[-1]["event"] == "agent.final_answer" and rest[-1]["run_id"] == card["run_id"]
+        talk.check_log()
+    finally:
+        await server.close()
+
+
 def raw_socket(port: int) -> Any:
     """A WebSocket client on a bare socket that reads nothing after the handshake."""
     import base64
