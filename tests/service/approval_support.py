@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from aiohttp import ClientWebSocketResponse
 
 from agent_loader.loader import AgentSpec
@@ -40,12 +39,6 @@ class DropTable(BaseTool):
 
     async def execute(self, table: str = "") -> ToolResult:
         raise AssertionError("a denied tool must never run")  # pragma: no cover
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[OpenAIServer]:
-    async with OpenAIServer() as server:
-        yield server
 
 
 def mail_spec(

@@ -16,13 +16,11 @@ from tests.service.approval_support import (
     email_call,
     mail_spec,
     mails,
-    model,
     tool_messages,
 )
 from tests.service.conftest import create_session, open_ws, receive_until, settings
 from tests.support.openai_server import Call, OpenAIServer, Text, ToolCalls
 
-__all__ = ["model"]  # the fixture
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,11 +7,9 @@ import redis.asyncio
 from service.app import create_app
 from service.keys import sessions_key, store_key
 from service.state.redis import session_key
-from tests.service.approval_support import approve, ask, mail_spec, mails, model
+from tests.service.approval_support import approve, ask, mail_spec, mails
 from tests.service.conftest import GateTool, create_session, open_ws, receive_until, settings
 from tests.support.openai_server import Call, OpenAIServer, Text, ToolCalls
-
-__all__ = ["model"]  # the fixture
 
 
 async def test_approve_through_another_replica_is_carried_out_by_the_holder(

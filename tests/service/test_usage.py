@@ -5,11 +5,9 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from tests.service.approval_support import approve, ask, mail_spec, mails, model, tool_messages
+from tests.service.approval_support import approve, ask, mail_spec, mails, tool_messages
 from tests.service.conftest import create_session, open_ws, receive_until, settings
 from tests.support.openai_server import OpenAIServer, Text, ToolCalls, Usage
-
-__all__ = ["model"]  # the fixture
 
 
 def message(sid: str, content: str = "mail bob") -> dict[str, str]:
