@@ -51,6 +51,13 @@ class ApprovalBook:
         self.clock = clock
         self.waiting: dict[str, PendingApproval] = {}
         self.answers: dict[str, asyncio.Future[Decision]] = {}
+        self.handed_over = False
+
+    def hand_over(self) -> bool:
+        """The session is released (a drain) while calls wait: its run is to stop without an
+        end, so the state saved says it waits, and the next holder waits on for the answers."""
+        self.handed_over = bool(self.waiting)
+        return self.handed_over
 
     def state(self) -> tuple[PendingApproval, ...]:
         return tuple(self.waiting.values())

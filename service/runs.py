@@ -214,6 +214,8 @@ class Runs:
     ) -> None:
         """Publish the run's one terminal frame, with the state and memory after the run, and
         (but for agent.interrupted) what the run used in its metadata."""
+        if cls is AgentInterrupted and self.approvals.handed_over:
+            return  # released while it waited for a person: it goes on elsewhere
         self._remember(request_id, run_id, self.events.seq + 1)
         self.run_id = None
         meter, self.meter = self.meter, None
@@ -245,7 +247,6 @@ class Runs:
         outcome = "error"
         common = {"run_id": run_id, "request_id": request_id}
         meter = self.meter or RunMeter(self.budget, self.usage)
-        agent = self.agent
         with bound_context(session_id=self.events.id, run_id=run_id):
             try:
                 self.run_started = True
@@ -270,7 +271,7 @@ class Runs:
                 self._end(AgentErrorEvent, run_id, request_id, error=str(exc), code=exc.code,
                           metadata=exc.metadata)  # fmt: skip
             except asyncio.CancelledError:
-                outcome = "interrupted"
+                outcome = "handed_over" if self.approvals.handed_over else "interrupted"
                 self._end(AgentInterrupted, run_id, request_id)
                 raise
             except Exception:
@@ -293,7 +294,7 @@ class Runs:
                     agent=self.agent_name,
                     outcome=outcome,
                     duration_s=round(duration, 4),
-                    steps=agent.current_step,
+                    steps=self.agent.current_step,
                     prompt_tokens=meter.prompt_tokens,
                     completion_tokens=meter.completion_tokens,
                 )

@@ -213,7 +213,9 @@ class SessionRegistry:
 
     async def release(self, session: Session) -> None:
         """Stop holding a session: its run interrupted and saved, its lease given up, so any
-        replica (or this one, restarted) goes on with it."""
+        replica (or this one, restarted) goes on with it; a run waiting for approval is not
+        ended: the next holder waits on."""
+        session.runs.approvals.hand_over()
         await session.runs.stop()
         if self.sessions.pop(session.id, None) is not None:
             self.store.release(session.id, session.events.epoch)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import redis.asyncio
+import asyncio
 
-from service.app import create_app
+import redis.asyncio
+from aiohttp import WSMsgType
+
+from service.app import create_app, drain
 from service.keys import sessions_key, store_key
 from service.state.redis import session_key
 from tests.service.approval_support import approve, ask, mail_spec, mails
@@ -136,4 +139,35 @@ async def test_cancel_and_refusal_through_another_replica(
     await on_b.send_json(approve(sid, step_id))
     assert (await receive_until(on_b, "agent.error"))[-1]["code"] == "no_pending_approval"
     assert outbox == [] and sid in a.app[sessions_key].sessions
+    await on_b.close()
+
+
+async def test_drained_replica_hands_a_waiting_run_over_instead_of_ending_it(
+    aiohttp_client, redis_url: str, model: OpenAIServer
+) -> None:
+    outbox: list[str] = []
+    model.script(mails("bob@example.com"), Text("Sent after the deploy."))
+    config = settings(state={"redis_url": redis_url}, server={"shutdown_grace_s": 0})
+    spec = mail_spec(model, outbox)
+    a = await aiohttp_client(create_app(config, {"mail": spec}))
+    b = await aiohttp_client(create_app(config, {"mail": spec}))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    card = (await ask(on_a, sid))[-1]
+    await drain(a.app)  # SIGTERM (a rolling deploy) while the call waits for a person
+    told = []
+    async with asyncio.timeout(5):
+        while (msg := await on_a.receive()).type is WSMsgType.TEXT:
+            told.append(msg.json()["event"])
+    assert told == ["system.shutdown"]  # no agent.interrupted: the run is handed over
+    on_b = await open_ws(b)
+    await on_b.send_json(
+        {"event": "user.resume_session", "session_id": sid, "last_seq": card["seq"] - 1}
+    )
+    replay = await receive_until(on_b, "agent.session_resumed")
+    assert [f["event"] for f in replay] == ["agent.approval_required", "agent.session_resumed"]
+    await on_b.send_json(approve(sid, card["step_id"]))
+    rest = await receive_until(on_b)
+    assert rest[-1]["content"] == "Sent after the deploy." and rest[-1]["run_id"] == card["run_id"]
+    assert outbox == ["bob@example.com"] and sid in b.app[sessions_key].sessions
     await on_b.close()
