@@ -6,24 +6,42 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from agent_loader.errors import AgentLoadError
 from myagent.agent.base import BaseAgent
+from myagent.agent.toolcall import ToolCallAgent
+from myagent.approval import Policy, check_policies
 
 AgentFactory = Callable[[], BaseAgent]
 
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """A loaded agent: its name, its file, and how to make one per session."""
+    """A loaded agent: its name, its file, how to make one per session, and what the operator
+    set for it: an approval policy per tool, and limits on what a session may use."""
 
     name: str
     factory: AgentFactory
     file: Path | None = None
+    approvals: Mapping[str, Policy] = field(default_factory=dict)  # tool -> auto | ask | deny
+    approval_timeout_s: float = 300.0
+    budget: Mapping[str, int] = field(default_factory=dict)  # service.usage.LIMITS
+
+    def check(self, sample: BaseAgent | None = None) -> None:
+        """AgentLoadError if a tool named in `approvals` is not one of the agent's."""
+        if not self.approvals:
+            return
+        sample = sample if sample is not None else self.factory()
+        tools = sample.tools.names if isinstance(sample, ToolCallAgent) else []
+        try:
+            check_policies(self.approvals, tools)
+        except ValueError as exc:
+            where = f"{self.file}: " if self.file else ""
+            raise AgentLoadError(f"{where}agent {self.name!r}: {exc}") from exc
 
 
 def _module_name(path: Path) -> str:
@@ -68,8 +86,16 @@ def import_agent_file(path: Path) -> ModuleType:
     return module
 
 
-def load_agent_factory(path: Path | str, name: str | None = None) -> AgentSpec:
-    """Load an agent file: `create_agent()` is called per session, else `agent` is deep-copied."""
+def load_agent_factory(
+    path: Path | str,
+    name: str | None = None,
+    *,
+    approvals: Mapping[str, Policy] | None = None,
+    approval_timeout_s: float = 300.0,
+    budget: Mapping[str, int] | None = None,
+) -> AgentSpec:
+    """Load an agent file: `create_agent()` is called per session, else `agent` is deep-copied.
+    A tool in `approvals` that the agent does not have is an AgentLoadError naming it."""
     path = Path(path).expanduser().resolve()
     module = import_agent_file(path)
     create = getattr(module, "create_agent", None)
@@ -111,4 +137,13 @@ def load_agent_factory(path: Path | str, name: str | None = None) -> AgentSpec:
             f"{path}: defines no agent; set `agent = create_react_agent(...)` "
             "or define `def create_agent():` at module level"
         )
-    return AgentSpec(name=name or sample.name, factory=factory, file=path)
+    spec = AgentSpec(
+        name=name or sample.name,
+        factory=factory,
+        file=path,
+        approvals=dict(approvals or {}),
+        approval_timeout_s=approval_timeout_s,
+        budget=dict(budget or {}),
+    )
+    spec.check(sample)
+    return spec

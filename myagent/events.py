@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from myagent.errors import ErrorKind
 
+ToolStatus = Literal["success", "failed", "denied", "expired"]
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -29,6 +31,17 @@ class ToolStarted(_Event):
     step_id: str
     tool: str
     args: dict[str, Any]
+    status: Literal["running", "awaiting_approval"] = "running"
+
+
+class ApprovalRequired(_Event):
+    """A tool call waits for a person's approval (its ToolStarted came first)."""
+
+    type: Literal["approval_required"] = "approval_required"
+    step: int
+    step_id: str
+    tool: str
+    args: dict[str, Any]
 
 
 class ToolFinished(_Event):
@@ -38,7 +51,7 @@ class ToolFinished(_Event):
     step: int
     step_id: str
     tool: str
-    status: Literal["success", "failed"]
+    status: ToolStatus
     output: str | None = None
     error: str | None = None
     duration_s: float = 0.0
@@ -79,6 +92,13 @@ class RunFailed(_Event):
 
 
 RunEvent = Annotated[
-    Thinking | ToolStarted | ToolFinished | AnswerDelta | Answer | ModelCalled | RunFailed,
+    Thinking
+    | ToolStarted
+    | ApprovalRequired
+    | ToolFinished
+    | AnswerDelta
+    | Answer
+    | ModelCalled
+    | RunFailed,
     Field(discriminator="type"),
 ]

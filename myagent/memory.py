@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from myagent.schema import Message, Role
+from myagent.schema import Message, Role, ToolCall
 
 
 class Memory(BaseModel):
@@ -31,16 +31,16 @@ class Memory(BaseModel):
 
     def pending_tool_calls(self) -> list[tuple[str, str]]:
         """(id, name) of tool calls in the last assistant message that have no result yet."""
+        return [(call.id, call.function.name) for call in self.last_tool_calls()]
+
+    def last_tool_calls(self) -> list[ToolCall]:
+        """The tool calls of the last assistant message that have no result yet."""
         answered = set()
         for message in reversed(self.messages):
             if message.role is Role.TOOL and message.tool_call_id:
                 answered.add(message.tool_call_id)
             elif message.role is Role.ASSISTANT:
-                return [
-                    (call.id, call.function.name)
-                    for call in message.tool_calls
-                    if call.id not in answered
-                ]
+                return [call for call in message.tool_calls if call.id not in answered]
             else:
                 return []
         return []

@@ -52,15 +52,21 @@ CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1
 
 def load_agents(settings: Settings) -> dict[str, AgentSpec]:
     """The agents named in the settings, loaded from their files (AgentLoadError if one fails)."""
-    specs = [load_agent_factory(entry.file, entry.name or None) for entry in settings.agents]
+    specs = [
+        load_agent_factory(entry.file, entry.name or None, **entry.loader_options())
+        for entry in settings.agents
+    ]
     return {spec.name: spec for spec in specs}
 
 
 def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentSpec]:
-    return {
+    specs = {
         name: a if isinstance(a, AgentSpec) else AgentSpec(name=name, factory=a)
         for name, a in agents.items()
     }
+    for spec in specs.values():
+        spec.check()  # a policy for a tool the agent lacks: refused at start
+    return specs
 
 
 def session_lost(session: Session, reason: LostReason) -> None:

@@ -30,9 +30,11 @@ from service.protocol import (
     AgentSessionResumed,
     ClientEvent,
     SystemPong,
+    UserApprove,
     UserCancel,
     UserCloseSession,
     UserCreateSession,
+    UserGetUsage,
     UserMessage,
     UserPing,
     UserResumeSession,
@@ -43,6 +45,7 @@ from service.settings import SessionSettings
 from service.state.base import Frame, Held, SessionRecord, StateStore
 
 log = structlog.get_logger("myagent_ws.commands")
+InSession = UserMessage | UserCancel | UserApprove | UserGetUsage  # carried out where it is held
 
 
 class Forwarder(Protocol):
@@ -97,7 +100,14 @@ class Commands:
                 case UserMessage():
                     await self.message(caller, frame, moved)
                 case UserCancel():
-                    await self.cancel(caller, frame, moved)
+                    if session := await self.reach(caller, frame, moved):
+                        session.runs.cancel_run()
+                case UserApprove():
+                    if session := await self.reach(caller, frame, moved):
+                        session.runs.approvals.answer(frame.step_id, frame.approved, frame.reason)
+                case UserGetUsage():
+                    if session := await self.reach(caller, frame, moved):
+                        caller.send(session.runs.usage_event(frame.request_id))
                 case UserResumeSession():
                     await self.resume(caller, frame)
                 case UserCloseSession():
@@ -132,6 +142,7 @@ class Commands:
                 retry_after_s=exc.retry_after_s,
                 session_id=session_id,
                 oldest_seq=exc.oldest_seq,
+                metadata=getattr(exc, "metadata", None),  # budget_exceeded: which limit
             )
         )
 
@@ -184,6 +195,14 @@ class Commands:
         await self.attach(caller, session)
         return session
 
+    async def reach(self, caller: Caller, frame: InSession, moved: bool) -> Session | None:
+        """The frame's session, held here and listened to by the caller; None: forwarded."""
+        target = await self.locate(caller, frame.session_id, moved)
+        if isinstance(target, Remote):
+            return await self.forward(caller, target, frame)
+        await self.attach(caller, target)
+        return target
+
     # --- the commands ---------------------------------------------------------------------
 
     def create(self, caller: Caller, frame: UserCreateSession) -> None:
@@ -207,14 +226,9 @@ class Commands:
                 f"content: {len(frame.content)} characters, over the limit of {limit} "
                 "(sessions.max_message_chars); send a shorter message"
             )
-        target = await self.locate(caller, frame.session_id, moved)
-        if isinstance(target, Remote):
-            session = await self.forward(caller, target, frame)
-            if session is None:
-                return
-        else:
-            session = target
-            await self.attach(caller, session)
+        session = await self.reach(caller, frame, moved)
+        if session is None:
+            return
         if not session.runs.answers(frame.request_id):  # a retry is no new work
             self.lifecycle.refuse_new_work()
         again = session.runs.submit(frame.content, frame.request_id)
@@ -222,17 +236,6 @@ class Commands:
             caller.redeliver(session.id, again)
         elif isinstance(again, int):
             await self.replay.send_again(caller, session.id, again)
-
-    async def cancel(self, caller: Caller, frame: UserCancel, moved: bool = False) -> None:
-        target = await self.locate(caller, frame.session_id, moved)
-        if isinstance(target, Remote):
-            session = await self.forward(caller, target, frame)
-            if session is None:
-                return
-        else:
-            session = target
-            await self.attach(caller, session)
-        session.runs.cancel_run()
 
     async def close(self, caller: Caller, frame: UserCloseSession, moved: bool = False) -> None:
         target = await self.locate(caller, frame.session_id, moved)

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "myagent_ws_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+WAIT_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)  # people take seconds
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +30,10 @@ class Metrics:
     tool_calls_total: Counter
     llm_request_duration_seconds: Histogram
     llm_tokens_total: Counter
+    agent_tokens_total: Counter
+    budget_exceeded_total: Counter
+    approvals_total: Counter
+    approval_wait_seconds: Histogram
     http_requests_total: Counter
     http_request_duration_seconds: Histogram
     auth_failures_total: Counter
@@ -46,8 +51,10 @@ class Metrics:
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(PREFIX + name, doc, labels, registry=registry)
 
-        def histogram(name: str, doc: str, labels: Sequence[str]) -> Histogram:
-            return Histogram(PREFIX + name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
+        def histogram(
+            name: str, doc: str, labels: Sequence[str], buckets: Sequence[float] = LATENCY_BUCKETS
+        ) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, registry=registry, buckets=buckets)
 
         return cls(
             registry=registry,
@@ -77,6 +84,18 @@ class Metrics:
             ),
             llm_tokens_total=counter(
                 "llm_tokens_total", "Model tokens, by model and kind", ["model", "kind"]
+            ),
+            agent_tokens_total=counter(
+                "agent_tokens_total", "Model tokens, by agent and kind", ["agent", "kind"]
+            ),
+            budget_exceeded_total=counter(
+                "budget_exceeded_total", "Runs and messages ended by a budget, by limit", ["limit"]
+            ),
+            approvals_total=counter(
+                "approvals_total", "Tool approvals, by tool and outcome", ["tool", "outcome"]
+            ),
+            approval_wait_seconds=histogram(
+                "approval_wait_seconds", "Time a tool call waited for approval", (), WAIT_BUCKETS
             ),
             http_requests_total=counter(
                 "http_requests_total", "HTTP requests, by route and status", ["route", "status"]

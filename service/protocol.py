@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from service.metadata import ApprovalMeta, ErrorMeta, RunMeta, ThinkingMeta, ToolMeta, UsageMeta
+
 PROTOCOL_VERSION = "1.0"
 ID_MAX = 128
 
@@ -35,6 +37,8 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     UNAVAILABLE = "unavailable"
     SHUTTING_DOWN = "shutting_down"
+    NO_PENDING_APPROVAL = "no_pending_approval"
+    BUDGET_EXCEEDED = "budget_exceeded"
     INTERNAL = "internal"
 
 
@@ -79,21 +83,46 @@ class UserPing(ClientFrame):
     event: Literal["user.ping"]
 
 
+class UserApprove(ClientFrame):
+    """A person's answer to an agent.approval_required."""
+
+    event: Literal["user.approve"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+    step_id: str = Field(min_length=1, max_length=ID_MAX)
+    approved: bool
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class UserGetUsage(ClientFrame):
+    event: Literal["user.get_usage"]
+    session_id: str = Field(min_length=1, max_length=ID_MAX)
+
+
+CLIENT_FRAMES = (
+    UserCreateSession,
+    UserMessage,
+    UserCancel,
+    UserResumeSession,
+    UserCloseSession,
+    UserPing,
+    UserApprove,
+    UserGetUsage,
+)
 ClientEvent = Annotated[
-    UserCreateSession | UserMessage | UserCancel | UserResumeSession | UserCloseSession | UserPing,
+    UserCreateSession
+    | UserMessage
+    | UserCancel
+    | UserResumeSession
+    | UserCloseSession
+    | UserPing
+    | UserApprove
+    | UserGetUsage,
     Field(discriminator="event"),
 ]
 client_events: TypeAdapter[ClientEvent] = TypeAdapter(ClientEvent)
 CLIENT_EVENT_NAMES = frozenset(
     model.model_fields["event"].annotation.__args__[0]  # type: ignore[union-attr]
-    for model in (
-        UserCreateSession,
-        UserMessage,
-        UserCancel,
-        UserResumeSession,
-        UserCloseSession,
-        UserPing,
-    )
+    for model in CLIENT_FRAMES
 )
 
 
@@ -159,19 +188,6 @@ class AgentSessionClosed(ServerEvent):
     session_id: str
 
 
-class ThinkingMeta(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    step: int
-
-
-class ToolMeta(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    tool: str
-    args: dict[str, Any] | None = None
-    status: Literal["running", "success", "failed"]
-    duration_s: float | None = None
-
-
 class AgentThinking(SessionEvent):
     event: Literal["agent.thinking"] = "agent.thinking"
     content: str
@@ -196,9 +212,25 @@ class AgentPartialAnswer(SessionEvent):
     content: str
 
 
+class AgentApprovalRequired(SessionEvent):
+    """A tool call waits for user.approve (its agent.tool_call came first)."""
+
+    event: Literal["agent.approval_required"] = "agent.approval_required"
+    step_id: str
+    metadata: ApprovalMeta
+    timeout_s: float
+
+
 class AgentFinalAnswer(SessionEvent):
     event: Literal["agent.final_answer"] = "agent.final_answer"
     content: str
+    metadata: RunMeta | None = None
+
+
+class AgentUsage(ServerEvent):
+    event: Literal["agent.usage"] = "agent.usage"
+    session_id: str
+    totals: UsageMeta
 
 
 class AgentInterrupted(SessionEvent):
@@ -216,6 +248,7 @@ class AgentErrorEvent(ServerEvent):
     seq: int | None = None
     run_id: str | None = None
     oldest_seq: int | None = None
+    metadata: ErrorMeta | None = None
 
 
 SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
@@ -228,10 +261,12 @@ SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     AgentThinking,
     AgentToolCall,
     AgentToolResult,
+    AgentApprovalRequired,
     AgentPartialAnswer,
     AgentFinalAnswer,
     AgentInterrupted,
     AgentErrorEvent,
+    AgentUsage,
 )
 
 
@@ -240,15 +275,7 @@ def protocol_schema() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (m, "validation")
-        for m in (
-            UserCreateSession,
-            UserMessage,
-            UserCancel,
-            UserResumeSession,
-            UserCloseSession,
-            UserPing,
-        )
+        (m, "validation") for m in CLIENT_FRAMES
     ]
     models += [(m, "serialization") for m in SERVER_EVENTS]
     _, schema = models_json_schema(models, title="myagent-ws wire protocol " + PROTOCOL_VERSION)

@@ -12,6 +12,7 @@ import structlog
 
 from agent_loader.loader import AgentSpec
 from myagent.agent.base import BaseAgent
+from myagent.agent.toolcall import ToolCallAgent
 from service.errors import SessionNotFound
 from service.eventlog import EventLog, Listener
 from service.lifecycle import Lifecycle
@@ -19,6 +20,7 @@ from service.metrics import Metrics
 from service.runs import Runs
 from service.settings import SessionSettings
 from service.state.base import Held, LostReason, RunState, SessionRecord, StateStore
+from service.usage import RunMeter
 
 log = structlog.get_logger("myagent_ws.sessions")
 
@@ -112,7 +114,12 @@ class SessionRegistry:
             metrics=self.metrics,
             lifecycle=self.lifecycle,
             state=state,
+            budget=spec.budget,
+            approval_timeout_s=spec.approval_timeout_s,
         )
+        if isinstance(agent, ToolCallAgent):  # the config's policies, a person to ask
+            agent.tool_approvals = {**agent.tool_approvals, **spec.approvals}
+            agent.set_approver(runs.approvals.wait)
         session = Session(events, identity, spec.name, agent, runs)
         runs.on_end = session.ran
         events.on_lost = lambda reason: self._lost(session, reason)
@@ -164,12 +171,19 @@ class SessionRegistry:
         events.epoch = found.epoch
         state = found.state
         session = self._build(events, found.identity, spec, agent_obj, state)
+        if state.run_id and state.approvals and isinstance(agent_obj, ToolCallAgent):
+            # cut while it waited for a person: it waits here, until the same deadlines
+            session.runs.go_on(agent_obj.continue_run({a.step_id for a in state.approvals}), state)
+            log.info("session_adopted", session_id=session_id, epoch=found.epoch, waiting=True)
+            return session
         lost = [(state.run_id, state.request_id)] if state.run_id else []
         lost += [(f"queued:{uuid.uuid4().hex}", m.request_id) for m in state.pending]
         if lost:
             agent_obj.close_pending_tool_calls("the server running this call stopped")
             session.runs.pending.clear()
             for run_id, request_id in lost:
+                if run_id == state.run_id:  # what it used before it was cut counts too
+                    session.runs.meter = RunMeter(spec.budget, state.usage, state.run_usage)
                 session.runs.end_lost(run_id, request_id)
         log.info("session_adopted", session_id=session_id, epoch=found.epoch, runs_lost=len(lost))
         return session
@@ -199,7 +213,9 @@ class SessionRegistry:
 
     async def release(self, session: Session) -> None:
         """Stop holding a session: its run interrupted and saved, its lease given up, so any
-        replica (or this one, restarted) goes on with it."""
+        replica (or this one, restarted) goes on with it; a run waiting for approval is not
+        ended: the next holder waits on."""
+        session.runs.approvals.hand_over()
         await session.runs.stop()
         if self.sessions.pop(session.id, None) is not None:
             self.store.release(session.id, session.events.epoch)

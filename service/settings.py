@@ -23,6 +23,7 @@ from middleware import MIDDLEWARES, check_names
 from middleware.client import parse_network
 from middleware.origin import AllowedOrigins, check_hosts
 from middleware.tokens import Token, parse_token, parse_tokens
+from service.agent_settings import AgentOptions
 from service.config import describe, env_overrides, merge, read_yaml
 from service.errors import ConfigError
 
@@ -87,7 +88,7 @@ class ServerSettings(Section):
         return value
 
 
-class AgentEntry(Section):
+class AgentEntry(Section, AgentOptions):
     name: str = Field(default="", max_length=128, description="default: the agent's own name")
     file: Path
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import Any, assert_never
 
 from myagent.errors import ErrorKind
-from myagent.events import AnswerDelta, ModelCalled, Thinking, ToolFinished, ToolStarted
+from myagent.events import (
+    Answer,
+    AnswerDelta,
+    ApprovalRequired,
+    ModelCalled,
+    RunEvent,
+    RunFailed,
+    Thinking,
+    ToolFinished,
+    ToolStarted,
+)
+from myagent.llm import closing_stream
+from service.approvals import ApprovalBook
 from service.eventlog import EventLog
+from service.metadata import ThinkingMeta, ToolMeta
 from service.metrics import Metrics
 from service.protocol import (
     AgentPartialAnswer,
@@ -15,10 +28,9 @@ from service.protocol import (
     AgentToolCall,
     AgentToolResult,
     ErrorCode,
-    ThinkingMeta,
-    ToolMeta,
 )
-from service.state.base import MemoryDump
+from service.state.base import MemoryDump, RunState
+from service.usage import RunMeter
 
 
 def run_error_code(code: ErrorKind) -> ErrorCode:
@@ -39,26 +51,48 @@ def run_error_code(code: ErrorKind) -> ErrorCode:
 StepEvent = Thinking | ToolStarted | ToolFinished | AnswerDelta | ModelCalled  # not the last
 
 
-@dataclass
-class RunTally:
-    """What a run used, for its run_finished line."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+async def play(
+    stream: AsyncIterator[RunEvent],
+    common: dict[str, Any],
+    meter: RunMeter,
+    approvals: ApprovalBook,
+    agent: str,
+    metrics: Metrics,
+    memory: MemoryDump,
+) -> Answer | RunFailed:
+    """Publish a run's events until its end (returned, for the run to publish). The meter sees
+    each event first: BudgetExceeded closes the agent's stream there, as a cancel would."""
+    events, state = approvals.events, approvals.run_state
+    async with closing_stream(stream) as steps:
+        async for event in steps:
+            if isinstance(event, ModelCalled):  # spent, so counted in the metrics in any case
+                publish_run_event(events, event, common, agent, metrics, memory)
+            meter.see(event)
+            if isinstance(event, Answer | RunFailed):
+                return event
+            if isinstance(event, ApprovalRequired):
+                approvals.announce(event, common, memory)
+            elif not isinstance(event, ModelCalled):
+                publish_run_event(events, event, common, agent, metrics, memory, state)
+                if not events.room.is_set():  # the store lags: pause the run
+                    await events.wait_room()
+    raise RuntimeError("the agent's run ended without an answer or an error")
 
 
 def publish_run_event(
     events: EventLog,
     event: StepEvent,
     common: dict[str, Any],
-    tally: RunTally,
+    agent: str,
     metrics: Metrics,
     memory: MemoryDump,
+    state: Callable[[], RunState] | None = None,
 ) -> None:
     """Publish the wire frame of an agent event that does not end the run (Answer and
     RunFailed do, and the run publishes those itself). Steps, tool calls and tool results are
     step boundaries: the agent's memory is saved with them (the user's message, the model's
-    calls, their results), so a replica that adopts the session has every turn."""
+    calls, their results), so a replica that adopts the session has every turn; a tool call
+    saves the run state too (what the run used so far)."""
     match event:
         case AnswerDelta(content=content):
             events.publish(AgentPartialAnswer, content=content, **common)
@@ -70,13 +104,14 @@ def publish_run_event(
                 memory=memory,
                 **common,
             )
-        case ToolStarted(step_id=step_id, tool=tool, args=args):
+        case ToolStarted(step_id=step_id, tool=tool, args=args, status=status):
             events.publish(
                 AgentToolCall,
                 step_id=step_id,
                 memory=memory,
+                state=state() if state is not None else None,
                 **common,
-                metadata=ToolMeta(tool=tool, args=args, status="running"),
+                metadata=ToolMeta(tool=tool, args=args, status=status),
             )
         case ToolFinished(step_id=step_id, tool=tool, status=status):
             metrics.tool_calls_total.labels(tool, status).inc()
@@ -90,8 +125,8 @@ def publish_run_event(
                 metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
             )
         case ModelCalled():
-            tally.prompt_tokens += event.prompt_tokens
-            tally.completion_tokens += event.completion_tokens
+            metrics.agent_tokens_total.labels(agent, "prompt").inc(event.prompt_tokens)
+            metrics.agent_tokens_total.labels(agent, "completion").inc(event.completion_tokens)
             metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
             metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
             metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)

@@ -95,8 +95,10 @@ class BaseAgent(BaseModel):
             raise MyAgentError("the run ended without an answer")
         return answer
 
-    async def stream_run(self, text: str) -> AsyncIterator[RunEvent]:
+    async def stream_run(self, text: str | None) -> AsyncIterator[RunEvent]:
         """Run one user message, yielding events; the last one is Answer or RunFailed.
+
+        `text` None goes on from the memory as it is, adding no message (a continued run).
 
         Consume it with `contextlib.aclosing` (or to its end): a stream left open keeps the
         agent RUNNING. Cancelling or closing it mid-run leaves the agent IDLE, with a result
@@ -108,8 +110,9 @@ class BaseAgent(BaseModel):
         self.current_step = 0
         self.final_answer = None
         self._failure = None
-        recorder = RunRecorder(self.trace.start(text)) if self.enable_tracing else None
-        self.memory.add(Message.user(text))
+        recorder = RunRecorder(self.trace.start(text or "")) if self.enable_tracing else None
+        if text is not None:
+            self.memory.add(Message.user(text))
         outcome = "interrupted"
         ended: Answer | RunFailed | None = None
         try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.metadata import UsageMeta
 
 LostReason = Literal["fenced", "gone"]  # another replica owns it now / the record is gone
 
@@ -47,6 +49,18 @@ class AnsweredRequest(BaseModel):
     terminal_seq: int = 0
 
 
+class PendingApproval(BaseModel):
+    """A tool call of the running run that waits for user.approve, until `deadline`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+    timeout_s: float
+    deadline: float  # time.time() when it expires: another replica reads it too
+
+
 class RunState(BaseModel):
     """What is going in a session: saved at every run start and end, so an adopter knows."""
 
@@ -56,6 +70,9 @@ class RunState(BaseModel):
     request_id: str | None = None
     pending: tuple[PendingMessage, ...] = ()
     requests: tuple[AnsweredRequest, ...] = ()  # the last REMEMBERED_REQUESTS, oldest first
+    approvals: tuple[PendingApproval, ...] = ()  # the running run's calls that wait for a person
+    usage: UsageMeta = Field(default_factory=UsageMeta)  # the session's runs that ended, in all
+    run_usage: UsageMeta | None = None  # the running run's so far (an adopter goes on from it)
 
 
 class SessionRecord(BaseModel):

@@ -1,5 +1,6 @@
 // The myagent-ws web console: one WebSocket, sessions that survive reconnects and reloads.
 import { renderMarkdown } from "/static/markdown.js";
+import { approvalCard, settle } from "/static/approvals.js";
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -268,15 +269,22 @@ function handle(frame) {
         run.text = "";
       }
       toolCard(run, frame);
+      if (frame.metadata.status === "awaiting_approval") {
+        $("thinking").textContent = `${frame.metadata.tool} waits for your approval`;
+      }
       break;
+    case "agent.approval_required": {
+      const tool = run.tools.get(frame.step_id);
+      if (tool && !tool.approval) approvalCard(tool, frame, state.sessionId, send);
+      break;
+    }
     case "agent.tool_result": {
       const tool = run.tools.get(frame.step_id);
       if (!tool) break;
-      const ok = frame.metadata.status === "success";
       const took = typeof frame.metadata.duration_s === "number"
         ? ` in ${(frame.metadata.duration_s * 1000).toFixed(0)} ms` : "";
-      tool.card.dataset.status = ok ? "success" : "failed";
-      tool.status.textContent = (ok ? "done" : "failed") + took;
+      const ran = ["success", "failed"].includes(frame.metadata.status);  // else it never ran
+      settle(tool, frame.metadata.status, ran ? took : "");
       tool.result.textContent = frame.content;
       break;
     }
@@ -299,7 +307,8 @@ function handle(frame) {
       break;
     case "agent.interrupted":
       for (const tool of run?.tools.values() ?? []) {
-        if (tool.card.dataset.status === "running") { tool.card.dataset.status = "failed"; tool.status.textContent = "cancelled"; }
+        settle(tool);
+        if (["running", "awaiting"].includes(tool.card.dataset.status)) { tool.card.dataset.status = "failed"; tool.status.textContent = "cancelled"; }
       }
       if (run) { const end = document.createElement("div"); end.className = "interrupted"; end.textContent = "⏹ interrupted"; inView(() => run.box.append(end)); }
       ended(frame, "interrupted");
@@ -320,6 +329,7 @@ function handle(frame) {
       }
       state.pendingCreate = false;
       bubble("error", `${frame.error} [${frame.code}]`, run?.box);
+      if (frame.run_id) for (const tool of run?.tools.values() ?? []) settle(tool);
       if (frame.run_id) ended(frame, "error");
       else if (state.running && !state.activeRun) setRun("idle");  // the message never became a run
       break;

@@ -68,3 +68,14 @@ def test_loader_errors_name_the_file_and_line(tmp_path: Path, text: str, message
 def test_loader_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AgentLoadError, match=r"agent file not found: .*nope\.py"):
         load_agent_factory(tmp_path / "nope.py")
+
+
+BUSINESS = Path(__file__).resolve().parents[2] / "examples" / "business_agent.py"
+
+
+def test_loader_keeps_tool_policies_and_refuses_a_tool_the_agent_lacks() -> None:
+    spec = load_agent_factory(BUSINESS, approvals={"send_email": "ask", "drop_table": "deny"})
+    assert dict(spec.approvals) == {"send_email": "ask", "drop_table": "deny"}
+    with pytest.raises(AgentLoadError, match="no tool named 'send_mail'") as caught:
+        load_agent_factory(BUSINESS, approvals={"send_mail": "ask"})
+    assert "business_agent.py" in str(caught.value) and "send_email" in str(caught.value)

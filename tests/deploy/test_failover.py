@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.cluster import REPLICA_AGENT, Conversation, Redis, Replica
+from tests.support.cluster import REPLICA_AGENT, ROOT, Conversation, Redis, Replica
 from tests.support.openai_server import Call, OpenAIServer, Reply, Text, ToolCalls
 from tests.support.poll import until
 
@@ -32,6 +32,8 @@ def respond(body: dict[str, Any]) -> Reply:
     text = str(last.get("content") or "")
     if text.startswith("slow"):
         return ToolCalls(Call("slow_lookup", '{"query": ', '"x"}'))
+    if text.startswith("mail"):
+        return ToolCalls(Call("send_email", '{"to": ', '"bob@example.com"}'))
     turns = sum(1 for m in messages if m["role"] == "user")
     return Text(f"answer {turns}", f" to {text}")
 
@@ -133,6 +135,42 @@ async def test_replica_killed_in_a_tool_its_conversation_goes_on_on_another(
     roles = [m["role"] for m in sent["messages"]]
     assert roles.count("tool") == 1  # the cut call has a result: the history is valid
     await third.health()
+
+
+async def test_replica_killed_while_a_call_waits_for_approval_the_answer_works_on_another(
+    tmp_path: Path, redis: Redis, http: aiohttp.ClientSession, model: OpenAIServer
+) -> None:
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.base_url, "OPENAI_MODEL": "fake",
+           "MYAGENT_WS_STATE__LEASE_S": "3", "MYAGENT_WS_REDIS_URL": redis.url}  # fmt: skip
+    agent = ROOT / "tests" / "deploy" / "approval_agent.py"
+    owner, other = (Replica(agent, tmp_path, env, name=f"m{i}") for i in range(2))
+    try:
+        await asyncio.gather(owner.start(), other.start())
+        talk = Conversation(http)
+        await talk.connect(owner)
+        await talk.create()
+        await talk.say("mail bob the figures")
+        card = (await talk.until("agent.approval_required"))[-1]
+        await owner.kill()  # kill -9 while the call waits for a person
+        await talk.connect(other)
+        replay = await talk.resume(card["seq"] - 1)
+        assert [f["event"] for f in replay] == ["agent.approval_required", "agent.session_resumed"]
+        assert replay[0] == card  # the card comes back (asked from its seq): a client drops it
+        talk.frames.remove(card)
+        assert talk.ws is not None
+        await talk.ws.send_json({"event": "user.approve", "session_id": talk.session_id,
+                                 "step_id": card["step_id"], "approved": True})  # fmt: skip
+        rest = await talk.until()
+        assert [f["event"] for f in rest if f["event"] == "agent.error"] == []  # no run_lost
+        assert rest[-1]["event"] == "agent.final_answer", rest[-1]
+        assert rest[-1]["content"] == "done: Email sent to bob@example.com"
+        assert rest[-1]["run_id"] == card["run_id"]  # the same run, gone on on another replica
+        assert rest[-1]["metadata"]["usage"]["model_calls"] == 2
+        talk.check_log()
+        roles = [m["role"] for m in model.requests[-1].body["messages"]]
+        assert roles == ["user", "assistant", "tool"]
+    finally:
+        await asyncio.gather(owner.close(), other.close())
 
 
 async def test_resume_ahead_of_the_log_is_refused_on_every_replica(
@@ -407,6 +445,36 @@ async def test_sqlite_server_killed_mid_conversation_goes_on_after_restart(
     assert user_turns(request_with(model, "still there?")) == [
         "hello", "slow, then killed", "still there?"
     ]  # fmt: skip
+
+
+async def test_sqlite_server_killed_while_a_call_waits_for_approval_waits_on_after_restart(
+    http: aiohttp.ClientSession, model: OpenAIServer, tmp_path: Path
+) -> None:
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.base_url, "OPENAI_MODEL": "fake",
+           "MYAGENT_WS_STATE__SQLITE_PATH": str(tmp_path / "state.db")}  # fmt: skip
+    server = Replica(ROOT / "tests" / "deploy" / "approval_agent.py", tmp_path, env, name="q")
+    try:
+        await server.start()
+        talk = Conversation(http)
+        await talk.connect(server)
+        await talk.create()
+        await talk.say("mail bob the figures")
+        card = (await talk.until("agent.approval_required"))[-1]
+        await server.kill()  # kill -9 while the call waits
+        await server.start()  # the same file
+        await talk.connect(server)
+        replay = await talk.resume()
+        assert [f["event"] for f in replay] == ["agent.session_resumed"]  # nothing was cut
+        assert talk.ws is not None
+        await talk.ws.send_json({"event": "user.approve", "session_id": talk.session_id,
+                                 "step_id": card["step_id"], "approved": False})  # fmt: skip
+        rest = await talk.until()
+        result = next(f for f in rest if f["event"] == "agent.tool_result")
+        assert result["metadata"]["status"] == "denied"
+        assert rest[-1]["event"] == "agent.final_answer" and rest[-1]["run_id"] == card["run_id"]
+        talk.check_log()
+    finally:
+        await server.close()
 
 
 def raw_socket(port: int) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from myagent.llm import AssistantTurn
 from myagent.offline import OfflineLLM
 from myagent.tool.base_tool import BaseTool, ToolResult
 from service.settings import Settings
+from tests.support.openai_server import OpenAIServer
 
 UNLIMITED = {  # limits far above what a test sends; tests of the limiter set their own
     "http_per_s": 10_000,
@@ -74,6 +75,13 @@ def scripted(
         )
 
     return factory
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[OpenAIServer]:
+    """The OpenAI-compatible test server, as the model of agents built on LLM."""
+    async with OpenAIServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -85,3 +85,19 @@ def test_settings_without_a_file_read_none_the_cli_finds_the_default(
     assert load_settings(None, env={}).server.port == 8080  # the working directory is no source
     assert default_config() == Path("config/server.yaml")  # the CLI's default, when present
     assert load_settings(default_config(), env={}).server.port == 9123
+
+
+def test_business_config_sets_approvals_and_budget_and_matches_the_schema() -> None:
+    config = ROOT / "config" / "business.yaml"
+    entry = load_settings(config, env={}).agents[0]
+    options = entry.loader_options()
+    assert options["approvals"] == {
+        "send_email": "ask", "query_database": "auto", "drop_table": "deny",
+    }  # fmt: skip
+    assert options["budget"]["max_tokens_per_session"] == 200000
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    schema = json.loads((ROOT / "config" / "server.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, schema)
+    document["agents"][0]["tools"]["send_email"] = {"approval": "maybe"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)

@@ -139,15 +139,20 @@ def prometheus_server(config_text: str, tmp: Path, port: int) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def service_process(agent_file: Path, cwd: Path, **env: str) -> AsyncIterator[int]:
-    """`myagent-ws server AGENT_FILE` as a child process on a free port; yields the port.
+async def service_process(
+    agent_file: Path | None, cwd: Path, *, config: Path | None = None, **env: str
+) -> AsyncIterator[int]:
+    """`myagent-ws server AGENT_FILE` (or `--config CONFIG`, its agents) as a child process on a
+    free port; yields the port.
 
     It runs in `cwd` so that the repo's config/server.yaml is not picked up, with no model key.
     """
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MYAGENT_WS_"))}
+    what = ["--config", str(config)] if config is not None else []
+    what += [str(agent_file)] if agent_file is not None else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "server", str(agent_file), "--port", str(port),
+        sys.executable, "-m", "service.cli", "server", *what, "--port", str(port),
         cwd=cwd, env={**environ, **env},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from service.metadata import UsageMeta
 from service.state.base import (
     Commit,
     Frame,
     Held,
     LostReason,
+    PendingApproval,
     RunState,
     SessionRecord,
     StateStore,
@@ -113,7 +115,11 @@ async def test_store_trims_the_log_by_count_and_by_bytes(store: StateStore) -> N
 
 async def test_store_keeps_run_state_and_memory_for_the_next_owner(store: StateStore) -> None:
     store.create(record(), Owner())
-    state = RunState(run_id="r1", request_id="q1")
+    waiting = PendingApproval(step_id="c1", tool="send_email", args={"to": "a@b.c"},
+                              timeout_s=300, deadline=1.8e9)  # fmt: skip
+    used = UsageMeta(prompt_tokens=11, completion_tokens=7, model_calls=1, duration_s=0.5)
+    state = RunState(run_id="r1", request_id="q1", approvals=(waiting,), usage=used,
+                     run_usage=used)  # fmt: skip
     store.commit("s1", 1, Commit(frames(1, 2), state=state, memory=lambda: '{"messages":[]}'))
     await store.sync()
     store.release("s1", 1)
