@@ -142,7 +142,7 @@ class Commands:
                 retry_after_s=exc.retry_after_s,
                 session_id=session_id,
                 oldest_seq=exc.oldest_seq,
-                metadata=getattr(exc, "metadata", None),  # budget_exceeded: which limit
+                metadata=exc.metadata,
             )
         )
 

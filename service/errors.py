@@ -10,17 +10,21 @@ ServiceError            an error a client may see: a code (ErrorCode) and a sent
 ├── MessageTooLarge     a user.message longer than sessions.max_message_chars
 ├── StoreUnavailable    Redis (the replicas' shared state) is unreachable; retry shortly
 ├── ShuttingDown        the server drains: no new session or run here; reconnect elsewhere
+├── NoPendingApproval   user.approve for a call that waits for no answer (service.approvals)
+├── BudgetExceeded      a limit of the agent's budget is reached (service.usage; metadata)
 └── InternalError       a bug; the details are only in the log
 ConfigError             the YAML / env / flags are wrong; the CLI prints it and exits 2
 """
 
 from __future__ import annotations
 
+from service.metadata import ErrorMeta
 from service.protocol import ErrorCode
 
 
 class ServiceError(Exception):
     code = ErrorCode.INTERNAL
+    metadata: ErrorMeta | None = None  # what the code alone does not say (budget_exceeded)
 
     def __init__(
         self, message: str, *, retry_after_s: float | None = None, oldest_seq: int | None = None

@@ -29,6 +29,7 @@ class BudgetExceeded(ServiceError):
     """A limit of the agent's budget was reached; `metadata` says which and how much."""
 
     code = ErrorCode.BUDGET_EXCEEDED
+    metadata: ErrorMeta  # always set: which limit, its maximum and what was used
 
     def __init__(self, limit: str, maximum: int, used: int) -> None:
         super().__init__(
