@@ -8,6 +8,9 @@ the asking socket through the session's shared log, which its replica follows.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Awaitable
 from typing import Annotated, Literal, Protocol, assert_never
 
 import structlog
@@ -26,10 +29,14 @@ from service.state.redis_layout import answering
 log = structlog.get_logger("myagent_ws.replicas")
 
 
+ANSWER_WITHIN_S = 3.0  # for a forwarded command's Done; then the owner is asked if it is there
+
+
 class Forward(BaseModel):
-    """A client frame for a session the receiving replica holds."""
+    """A client frame for a session the receiving replica holds; answered by `Done(id)`."""
 
     kind: Literal["forward"] = "forward"
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     frame: str  # the client event, as JSON
     identity: str
     reply_to: str  # the sending replica
@@ -55,13 +62,20 @@ class Moved(BaseModel):
     frame: str
 
 
+class Done(BaseModel):
+    """A forwarded command carried out (its replies, sent before this, are on their way)."""
+
+    kind: Literal["done"] = "done"
+    id: str
+
+
 class Probe(BaseModel):
     """Is anyone there? (publishing it says how many replicas listen on that channel)"""
 
     kind: Literal["probe"] = "probe"
 
 
-ReplicaMessage = Annotated[Forward | Deliver | Moved | Probe, Field(discriminator="kind")]
+ReplicaMessage = Annotated[Forward | Deliver | Moved | Done | Probe, Field(discriminator="kind")]
 replica_messages: TypeAdapter[ReplicaMessage] = TypeAdapter(ReplicaMessage)
 
 
@@ -119,6 +133,9 @@ class Local(Caller, Protocol):
 
     id: str
 
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run `work` in a task of this socket's (ended with it)."""
+
 
 class Replicas:
     """Forwards commands to other replicas and carries out theirs (service.commands.Forwarder)."""
@@ -127,6 +144,7 @@ class Replicas:
         self.bus = bus
         self.commands = commands
         self.sockets: dict[str, Local] = {}  # this replica's sockets, by connection id
+        self.unanswered: dict[str, asyncio.Future[None]] = {}  # forwarded commands, by id
         bus.handler = self.receive
 
     async def forward(self, owner: str, frame: ClientEvent, caller: Caller) -> int:
@@ -138,8 +156,26 @@ class Replicas:
             reply_to=self.bus.replica,
             connection_id=connection_id,
         )
-        async with answering():
-            return await self.bus.send(owner, message.model_dump_json())
+        done = self.unanswered[message.id] = asyncio.get_running_loop().create_future()
+        try:
+            async with answering():
+                if not await self.bus.send(owner, message.model_dump_json()):
+                    return 0  # nobody listens there: the owner is gone
+            try:
+                await asyncio.wait_for(asyncio.shield(done), ANSWER_WITHIN_S)
+                return 1
+            except TimeoutError:  # it stopped (drained, died) with the command, or it is stuck
+                pass
+        finally:
+            self.unanswered.pop(message.id, None)
+        if not await self.probe(owner):
+            return 0
+        log.warning("replica_not_answering", owner=owner, frame=frame.event)
+        raise StoreUnavailable(
+            "the server holding this session does not answer; send it again in a moment "
+            "(with the same request_id, it is not run twice)",
+            retry_after_s=1.0,
+        )
 
     async def probe(self, owner: str) -> int:
         async with answering():
@@ -164,9 +200,12 @@ class Replicas:
                 await self.carry_out(message)
             case Moved(connection_id=connection_id, frame=frame):
                 if (socket := self.sockets.get(connection_id)) is not None:  # ours to do, then
-                    await self.commands.handle(
-                        socket, client_events.validate_json(frame), moved=True
-                    )
+                    # in the socket's task: it may forward again, and wait for that answer here
+                    command = client_events.validate_json(frame)
+                    socket.spawn(self.commands.handle(socket, command, moved=True))
+            case Done(id=answered):
+                if (done := self.unanswered.get(answered)) is not None and not done.done():
+                    done.set_result(None)
             case Probe():
                 pass
             case _:
@@ -177,9 +216,10 @@ class Replicas:
         caller = RemoteCaller(message)
         try:
             await self.commands.handle(caller, client_events.validate_json(message.frame))
-            replies: list[Deliver | Moved] = [*caller.replies]
+            replies: list[Deliver | Moved | Done] = [*caller.replies]
         except MovedHere:  # held here no more (a drain handed it over): the sender adopts it
             replies = [Moved(connection_id=message.connection_id, frame=message.frame)]
+        replies.append(Done(id=message.id))
         for reply in replies:
             try:
                 async with answering():

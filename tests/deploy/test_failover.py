@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,28 @@ async def test_message_forwarded_to_a_draining_replica_is_refused_with_shutting_
     error = (await talk.until("agent.error"))[-1]
     assert error["code"] == "shutting_down" and error["retry_after_s"] > 0, error
     assert await owner.stop() == 0
+
+
+async def test_message_forwarded_to_a_frozen_owner_is_answered_not_left_waiting(
+    cluster: Cluster, redis: Redis, http: aiohttp.ClientSession
+) -> None:
+    owner, other = await cluster(2, redis)
+    talk = Conversation(http)
+    await talk.connect(owner)
+    await talk.create()
+    await talk.connect(other)
+    await talk.resume(1)  # followed on `other`; `owner` holds it
+    assert owner.process is not None
+    os.kill(owner.process.pid, signal.SIGSTOP)  # alive to Redis (subscribed), answering nothing
+    try:
+        await talk.say("hello", "r-frozen")
+        refused = (await talk.until("agent.error", within_s=15))[-1]
+        assert (refused["code"], refused["request_id"]) == ("unavailable", "r-frozen"), refused
+        assert refused["retry_after_s"] > 0 and "seq" not in refused
+    finally:
+        os.kill(owner.process.pid, signal.SIGCONT)
+    await talk.say("hello", "r-frozen")  # the retry, once the owner answers again
+    assert (await talk.until())[-1]["event"] == "agent.final_answer"
 
 
 async def test_redis_restart_with_its_data_keeps_every_session(

@@ -183,7 +183,8 @@ class Conversation:
 
     async def receive(self, within_s: float = 15) -> dict[str, Any]:
         assert self.ws is not None
-        msg = await self.ws.receive(timeout=within_s)
+        async with asyncio.timeout(within_s):  # heartbeats answered meanwhile do not extend it
+            msg = await self.ws.receive()
         if msg.type is not aiohttp.WSMsgType.TEXT:
             raise ConnectionError(f"socket ended: {msg.type.name} {msg.data}")
         frame: dict[str, Any] = json.loads(msg.data)
