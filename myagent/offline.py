@@ -103,7 +103,7 @@ _CJK_STOP = [
 _TOOL_BLOCKLIST = {"terminate"}
 MAX_READ = 32_000  # characters of the question the model reads; the rest is not looked at
 INLINE_CHARS = 4_000  # a turn this short is answered on the loop: a thread hop costs more
-YIELD_EVERY = 16  # unpaced deltas between two turns of the event loop
+YIELD_EVERY = 64  # unpaced deltas between two turns of the event loop (~1 ms of work)
 MAX_DELTAS = 400  # an answer streams in at most this many deltas (a short one: chunk_chars each)
 
 

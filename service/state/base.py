@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,8 +20,7 @@ from service.metadata import UsageMeta
 LostReason = Literal["fenced", "gone"]  # another replica owns it now / the record is gone
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):  # a tuple: made for every event, in a fraction of a dataclass's time
     """One event of a session's log, as sent: its seq, its JSON text and its event name."""
 
     seq: int
@@ -123,8 +122,7 @@ class Owner(Protocol):
 MemoryDump = Callable[[], str]  # the agent's memory as JSON, taken when the store saves it
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):  # one for every event, as Frame
     """One atomic write of a session: new frames, and the run state and memory after them."""
 
     frames: tuple[Frame, ...] = ()
