@@ -24,7 +24,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.state import redis_scripts as lua
 from service.state.base import (
-    Commit,
     Held,
     Owner,
     Page,
@@ -42,13 +41,13 @@ from service.state.redis_layout import (
     stream_id,
 )
 from service.state.redis_layout import session_key as session_key
-from service.state.writer import Health, Op, Owners, Result, Writer, raise_if_cancelling
+from service.state.writer import Health, Op, QueuedWrites, Result, raise_if_cancelling
 
 log = structlog.get_logger("myagent_ws.state")
 PING_EVERY_S = 1.0
 
 
-class RedisState:
+class RedisState(QueuedWrites):
     """One replica's view of the shared state; `start()` in cleanup_ctx, `close()` after."""
 
     name = "redis"
@@ -79,9 +78,7 @@ class RedisState:
         self.renew_every_s = lease_s / 3
         self.max_events, self.max_bytes = max_events, max_bytes
         self.health = Health("redis")
-        self.owners = Owners()  # the sessions held here (their leases are renewed)
-        self.writer = Writer(self._flush, self.health, self.owners)
-        self.health.on_fail = self.hurry
+        super().__init__()
         self.scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("COMMIT", "RELEASE", "DELETE", "ACQUIRE", "RENEW", "LEASES")
@@ -119,29 +116,6 @@ class RedisState:
             await asyncio.gather(self.monitor, return_exceptions=True)
 
     # --- writes: queued, in order ----------------------------------------------------------
-
-    def create(self, record: SessionRecord, owner: Owner) -> None:
-        self.owners.hold(record.session_id, record.epoch, owner)
-        self.writer.put(Op("create", record.session_id, record.epoch, record=record))
-
-    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
-        memory = commit.memory() if commit.memory is not None else None  # as of this step
-        self.writer.put(Op("commit", session_id, epoch, [*commit.frames], commit.state, memory))
-
-    def release(self, session_id: str, epoch: int) -> None:
-        self.owners.drop(session_id, epoch)
-        self.writer.put(Op("release", session_id, epoch))
-
-    def delete(self, session_id: str, epoch: int) -> None:
-        self.owners.drop(session_id, epoch)
-        self.writer.put(Op("delete", session_id, epoch))
-
-    async def sync(self) -> None:
-        await self.writer.sync()
-
-    def hurry(self) -> None:
-        for owner in self.owners.everyone():
-            owner.hurry()
 
     async def _flush(self, ops: Sequence[Op]) -> list[Result]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from service.errors import ConfigError
-from service.state.base import Commit, Frame, Held, Owner, Page, RunState, SessionRecord
-from service.state.writer import Health, Op, Owners, Result, Writer
+from service.state.base import Frame, Held, Owner, Page, RunState, SessionRecord
+from service.state.writer import Health, Op, QueuedWrites, Result
 
 T = TypeVar("T")
 SWEEP_EVERY_S = 30.0
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
 COLUMNS = "identity, agent, epoch, owner, last_seq, state"
 
 
-class SqliteState:
+class SqliteState(QueuedWrites):
     """Sessions in one SQLite file; writes queued and committed in batches by one task."""
 
     name = "sqlite"
@@ -51,9 +51,7 @@ class SqliteState:
         self.retention_s = retention_s
         self.max_events, self.max_bytes = max_events, max_bytes
         self.health = Health("sqlite")
-        self.owners = Owners()
-        self.writer = Writer(self._flush, self.health, self.owners)
-        self.health.on_fail = self.hurry
+        super().__init__()
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self.db: sqlite3.Connection | None = None
         self.lock_fd: int | None = None
@@ -115,29 +113,6 @@ class SqliteState:
             os.close(self.lock_fd)
 
     # --- writes ---------------------------------------------------------------------------
-
-    def create(self, record: SessionRecord, owner: Owner) -> None:
-        self.owners.hold(record.session_id, record.epoch, owner)
-        self.writer.put(Op("create", record.session_id, record.epoch, record=record))
-
-    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
-        memory = commit.memory() if commit.memory is not None else None
-        self.writer.put(Op("commit", session_id, epoch, [*commit.frames], commit.state, memory))
-
-    def release(self, session_id: str, epoch: int) -> None:
-        self.owners.drop(session_id, epoch)
-        self.writer.put(Op("release", session_id, epoch))
-
-    def delete(self, session_id: str, epoch: int) -> None:
-        self.owners.drop(session_id, epoch)
-        self.writer.put(Op("delete", session_id, epoch))
-
-    async def sync(self) -> None:
-        await self.writer.sync()
-
-    def hurry(self) -> None:
-        for owner in self.owners.everyone():
-            owner.hurry()
 
     async def _flush(self, ops: Sequence[Op]) -> list[Result]:
         return await self.call(lambda db: self.apply(db, ops))

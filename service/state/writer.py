@@ -15,7 +15,7 @@ from typing import Literal
 
 import structlog
 
-from service.state.base import Frame, LostReason, Owner, RunState, SessionRecord
+from service.state.base import Commit, Frame, LostReason, Owner, RunState, SessionRecord
 
 log = structlog.get_logger("myagent_ws.state")
 Status = Literal["ok", "degraded", "lost"]
@@ -218,3 +218,41 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class QueuedWrites:
+    """A durable store's write side: each write queued for the Writer, in order, with the
+    owners to tell of its outcome. A backend gives its `_flush` of a batch and `health`."""
+
+    health: Health
+
+    def __init__(self) -> None:
+        self.owners = Owners()  # the sessions held here (Redis renews their leases)
+        self.writer = Writer(self._flush, self.health, self.owners)
+        self.health.on_fail = self.hurry
+
+    async def _flush(self, ops: Sequence[Op]) -> list[Result]:
+        raise NotImplementedError
+
+    def create(self, record: SessionRecord, owner: Owner) -> None:
+        self.owners.hold(record.session_id, record.epoch, owner)
+        self.writer.put(Op("create", record.session_id, record.epoch, record=record))
+
+    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
+        memory = commit.memory() if commit.memory is not None else None  # as of this step
+        self.writer.put(Op("commit", session_id, epoch, [*commit.frames], commit.state, memory))
+
+    def release(self, session_id: str, epoch: int) -> None:
+        self.owners.drop(session_id, epoch)
+        self.writer.put(Op("release", session_id, epoch))
+
+    def delete(self, session_id: str, epoch: int) -> None:
+        self.owners.drop(session_id, epoch)
+        self.writer.put(Op("delete", session_id, epoch))
+
+    async def sync(self) -> None:
+        await self.writer.sync()
+
+    def hurry(self) -> None:
+        for owner in self.owners.everyone():
+            owner.hurry()
