@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint system-deps bench bench-peers clean
+.PHONY: run test lint system-deps bench bench-ab bench-peers clean
 PEERS := bench/peers/.venv
 
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +35,13 @@ bench: $(STAMP)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.model_path
+
+# This tree's frame path against an earlier revision's, the two servers taking turns (the
+# machine's speed drifts too much for figures of two runs at different times to compare).
+REV ?= af16f67
+bench-ab: $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
+	$(BIN)/python -m bench.ab $(REV)
 
 # Google ADK + LiteLLM in a venv of their own (bench/peers/.venv), served by `adk api_server`
 # against the same fake model: the model-path table with ADK's column.

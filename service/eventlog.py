@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from service.protocol import ServerEvent
-from service.state.base import Commit, Frame, LostReason, MemoryDump, RunState, StateStore
+from service.state.base import Frame, LostReason, MemoryDump, RunState, StateStore
+from service.text_frames import PartialAnswers
 
+new_frame = tuple.__new__  # Frame(...) through its namedtuple __new__ costs twice as much
 HIGH_WATER = 500  # frames not yet saved before a run waits for the store (Redis stalled)
 
 
@@ -48,7 +50,8 @@ class EventLog:
         self.listener: Listener | None = None
         self.on_lost = on_lost
         self.lost_reason: LostReason | None = None
-        self.room = asyncio.Event()  # set while the store keeps up
+        self.lagging = False  # too many frames wait for the store: runs pause (wait_room)
+        self.room = asyncio.Event()  # set while not lagging
         self.room.set()
 
     def publish(
@@ -65,21 +68,36 @@ class EventLog:
         """
         if self.lost_reason is not None:
             return None
-        self.seq += 1
-        event = cls(session_id=self.id, seq=self.seq, **fields)
-        frame = Frame(self.seq, event.to_json(), event.event)
-        self.unwritten.append(frame)
-        self.store.commit(self.id, self.epoch, Commit((frame,), state, memory))
+        seq = self.seq = self.seq + 1
+        event = cls(session_id=self.id, seq=seq, **fields)
+        return self._append(new_frame(Frame, (seq, event.to_json(), event.event)), state, memory)
+
+    def publish_text(self, frames: PartialAnswers, content: str) -> Frame | None:
+        """`publish` for a run's text delta, its JSON written as text (the run's most frequent
+        frame, and one with no state to save)."""
+        if self.lost_reason is not None:
+            return None
+        seq = self.seq = self.seq + 1
+        return self._append(new_frame(Frame, (seq, frames.encode(seq, content), frames.event)))
+
+    def _append(
+        self, frame: Frame, state: RunState | None = None, memory: MemoryDump | None = None
+    ) -> Frame:
+        """Save a numbered frame, then send it (at once if the store holds it at once)."""
+        unwritten = self.unwritten
+        unwritten.append(frame)
+        self.store.commit(self.id, self.epoch, (frame,), state, memory)
         if self.sent_seq < frame.seq and self.store.status == "degraded":  # not saved at once
             self.hurry()
-        if len(self.unwritten) > HIGH_WATER:
+        if len(unwritten) > HIGH_WATER and not self.lagging:
+            self.lagging = True
             self.room.clear()
         return frame
 
     def save(self, state: RunState, memory: MemoryDump | None = None) -> None:
         """Save the run state (and memory) with no new event."""
         if self.lost_reason is None:
-            self.store.commit(self.id, self.epoch, Commit((), state, memory))
+            self.store.commit(self.id, self.epoch, (), state, memory)
 
     def written(self, seq: int) -> None:
         """The store holds every frame up to `seq`: send those not sent yet."""
@@ -91,7 +109,8 @@ class EventLog:
                 self.sent_seq = frame.seq
                 if listener is not None:
                     listener.deliver(frame.data, frame.event)
-        if not self.room.is_set() and len(unwritten) <= HIGH_WATER // 2:
+        if self.lagging and len(unwritten) <= HIGH_WATER // 2:
+            self.lagging = False
             self.room.set()
 
     def hurry(self) -> None:
@@ -112,6 +131,7 @@ class EventLog:
         if self.lost_reason is None:
             self.lost_reason = reason
             self.unwritten.clear()
+            self.lagging = False
             self.room.set()
             if self.on_lost is not None:
                 self.on_lost(reason)

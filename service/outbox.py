@@ -120,12 +120,6 @@ class Outbox:
         if self.writer is not None:
             self.writer.cancel()
 
-    def fits(self, frames: int, size: int) -> bool:
-        return (
-            len(self.queue) + frames <= self.max_frames
-            and self.queued_bytes + size <= self.max_bytes
-        )
-
     def deliver(self, data: str, event: str) -> None:
         """Send a frame, or queue it; a client too slow to drain its queue is closed with 1013.
 
@@ -139,13 +133,15 @@ class Outbox:
             self.burst = True  # until the writer's turn, frames queue behind this one
             self.wakeup.set()
             return
-        if not self.fits(1, len(data)):
+        queue, size = self.queue, len(data)
+        if len(queue) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
             self.overflow()
             return
-        self.queue.append((data, event))
-        self.queued_bytes += len(data)
-        self.drained.clear()
-        self.wakeup.set()
+        if not queue:  # else the writer is woken already, or still at this queue
+            self.drained.clear()
+            self.wakeup.set()
+        queue.append((data, event))
+        self.queued_bytes += size
 
     async def replay(self, frames: Sequence[tuple[str, str]]) -> bool:
         """Queue replayed frames, filling at most half of the bounds (the rest is for live
@@ -217,12 +213,15 @@ class Outbox:
 
     def write(self, frames: list[tuple[str, str]]) -> bool:
         """Write frames to the socket in one call and count them; False if it is closing."""
-        if not self.out.write([data.encode() for data, _ in frames]):
-            return False
+        payloads: list[bytes] = []
         counts: dict[str, int] = {}
         for data, event in frames:
+            payloads.append(data.encode())
             counts[event] = counts.get(event, 0) + 1
-            if self.debug_frames:
+        if not self.out.write(payloads):
+            return False
+        if self.debug_frames:
+            for data, event in frames:
                 log.debug("frame_out", frame=event, size=len(data))
         for event, count in counts.items():
             self.metrics.sent(event).inc(count)

@@ -23,13 +23,13 @@ from service.eventlog import EventLog
 from service.metadata import ThinkingMeta, ToolMeta
 from service.metrics import Metrics
 from service.protocol import (
-    AgentPartialAnswer,
     AgentThinking,
     AgentToolCall,
     AgentToolResult,
     ErrorCode,
 )
 from service.state.base import MemoryDump, RunState
+from service.text_frames import PartialAnswers
 from service.usage import RunMeter
 
 
@@ -48,7 +48,7 @@ def run_error_code(code: ErrorKind) -> ErrorCode:
             assert_never(code)
 
 
-StepEvent = Thinking | ToolStarted | ToolFinished | AnswerDelta | ModelCalled  # not the last
+StepEvent = Thinking | ToolStarted | ToolFinished | ModelCalled  # not the last, nor a delta
 
 
 async def play(
@@ -61,21 +61,26 @@ async def play(
     memory: MemoryDump,
 ) -> Answer | RunFailed:
     """Publish a run's events until its end (returned, for the run to publish). The meter sees
-    each event first: BudgetExceeded closes the agent's stream there, as a cancel would."""
+    each event first: BudgetExceeded closes the agent's stream there, as a cancel would. Text
+    deltas (most events) take the short way: the meter has nothing to count in them."""
     events, state = approvals.events, approvals.run_state
+    publish, text = events.publish_text, PartialAnswers(events.id, **common)
     async with closing_stream(stream) as steps:
         async for event in steps:
-            if isinstance(event, ModelCalled):  # spent, so counted in the metrics in any case
-                publish_run_event(events, event, common, agent, metrics, memory)
-            meter.see(event)
-            if isinstance(event, Answer | RunFailed):
-                return event
-            if isinstance(event, ApprovalRequired):
-                approvals.announce(event, common, memory)
-            elif not isinstance(event, ModelCalled):
-                publish_run_event(events, event, common, agent, metrics, memory, state)
-                if not events.room.is_set():  # the store lags: pause the run
-                    await events.wait_room()
+            if isinstance(event, AnswerDelta):  # its frame: service.text_frames
+                publish(text, event.content)
+            else:
+                if isinstance(event, ModelCalled):  # spent, so counted in the metrics anyway
+                    publish_run_event(events, event, common, agent, metrics, memory)
+                meter.see(event)
+                if isinstance(event, Answer | RunFailed):
+                    return event
+                if isinstance(event, ApprovalRequired):
+                    approvals.announce(event, common, memory)
+                elif not isinstance(event, ModelCalled):
+                    publish_run_event(events, event, common, agent, metrics, memory, state)
+            if events.lagging:  # the store lags: pause the run
+                await events.wait_room()
     raise RuntimeError("the agent's run ended without an answer or an error")
 
 
@@ -94,8 +99,6 @@ def publish_run_event(
     calls, their results), so a replica that adopts the session has every turn; a tool call
     saves the run state too (what the run used so far)."""
     match event:
-        case AnswerDelta(content=content):
-            events.publish(AgentPartialAnswer, content=content, **common)
         case Thinking(content=content, step=step):
             events.publish(
                 AgentThinking,

@@ -9,7 +9,7 @@ Event writes are idempotent by seq, so a retried write never adds a second copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -122,14 +122,6 @@ class Owner(Protocol):
 MemoryDump = Callable[[], str]  # the agent's memory as JSON, taken when the store saves it
 
 
-class Commit(NamedTuple):  # one for every event, as Frame
-    """One atomic write of a session: new frames, and the run state and memory after them."""
-
-    frames: tuple[Frame, ...] = ()
-    state: RunState | None = None
-    memory: MemoryDump | None = None
-
-
 class StateStore(Protocol):
     """Sessions, their memory and event logs: `memory`, `sqlite` or `redis` (service.state)."""
 
@@ -148,8 +140,16 @@ class StateStore(Protocol):
     def create(self, record: SessionRecord, owner: Owner) -> None:
         """A new session owned here (record.epoch is its first epoch)."""
 
-    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
-        """Queue a write; `owner.written` or `owner.lost` follows, in order."""
+    def commit(
+        self,
+        session_id: str,
+        epoch: int,
+        frames: Sequence[Frame],
+        state: RunState | None = None,
+        memory: MemoryDump | None = None,
+    ) -> None:
+        """Queue one atomic write: new frames, and the run state and memory after them;
+        `owner.written` or `owner.lost` follows, in order."""
 
     def release(self, session_id: str, epoch: int) -> None:
         """Give up the lease: any replica may adopt the session now."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from service.state.base import (
-    Commit,
     Frame,
     Held,
     MemoryDump,
@@ -76,22 +76,30 @@ class MemoryState:
         entry = self.entries.get(session_id)
         return entry if entry is not None and entry.epoch == epoch else None
 
-    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
-        entry = self._owned(session_id, epoch)
-        if entry is None:
+    def commit(
+        self,
+        session_id: str,
+        epoch: int,
+        frames: Sequence[Frame],
+        state: RunState | None = None,
+        memory: MemoryDump | None = None,
+    ) -> None:
+        entry = self.entries.get(session_id)  # (once for every event: _owned, inline)
+        if entry is None or entry.epoch != epoch:
             return  # a former owner: in one process the registry never writes like that
         log = entry.log
-        for frame in commit.frames:
-            if frame.seq > entry.last_seq:
-                log.append((frame.seq, frame.data, frame.event))
-                entry.log_bytes += len(frame.data)
-                entry.last_seq = frame.seq
-        while len(log) > 1 and (len(log) > self.max_events or entry.log_bytes > self.max_bytes):
-            entry.log_bytes -= len(log.popleft()[1])
-        if commit.state is not None:
-            entry.state = commit.state
-        if commit.memory is not None:
-            entry.memory = commit.memory
+        for frame in frames:
+            if frame[0] > entry.last_seq:
+                log.append(frame[:])  # the plain tuple (see _Entry.log)
+                entry.log_bytes += len(frame[1])
+                entry.last_seq = frame[0]
+        if len(log) > self.max_events or entry.log_bytes > self.max_bytes:
+            while len(log) > 1 and (len(log) > self.max_events or entry.log_bytes > self.max_bytes):
+                entry.log_bytes -= len(log.popleft()[1])
+        if state is not None:
+            entry.state = state
+        if memory is not None:
+            entry.memory = memory
         if entry.owner is not None:
             entry.owner.written(entry.last_seq)
 

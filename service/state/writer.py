@@ -15,7 +15,7 @@ from typing import Literal
 
 import structlog
 
-from service.state.base import Commit, Frame, LostReason, Owner, RunState, SessionRecord
+from service.state.base import Frame, LostReason, MemoryDump, Owner, RunState, SessionRecord
 
 log = structlog.get_logger("myagent_ws.state")
 Status = Literal["ok", "degraded", "lost"]
@@ -238,9 +238,16 @@ class QueuedWrites:
         self.owners.hold(record.session_id, record.epoch, owner)
         self.writer.put(Op("create", record.session_id, record.epoch, record=record))
 
-    def commit(self, session_id: str, epoch: int, commit: Commit) -> None:
-        memory = commit.memory() if commit.memory is not None else None  # as of this step
-        self.writer.put(Op("commit", session_id, epoch, [*commit.frames], commit.state, memory))
+    def commit(
+        self,
+        session_id: str,
+        epoch: int,
+        frames: Sequence[Frame],
+        state: RunState | None = None,
+        memory: MemoryDump | None = None,
+    ) -> None:
+        dump = memory() if memory is not None else None  # as of this step
+        self.writer.put(Op("commit", session_id, epoch, [*frames], state, dump))
 
     def release(self, session_id: str, epoch: int) -> None:
         self.owners.drop(session_id, epoch)

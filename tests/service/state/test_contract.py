@@ -9,7 +9,6 @@ import pytest
 
 from service.metadata import UsageMeta
 from service.state.base import (
-    Commit,
     Frame,
     Held,
     LostReason,
@@ -74,8 +73,8 @@ def record(session_id: str = "s1", identity: str = "alice") -> SessionRecord:
 async def test_store_commits_are_read_back_in_order(store: StateStore) -> None:
     owner = Owner()
     store.create(record(), owner)
-    store.commit("s1", 1, Commit(frames(1, 3)))
-    store.commit("s1", 1, Commit(frames(4, 5)))
+    store.commit("s1", 1, frames(1, 3))
+    store.commit("s1", 1, frames(4, 5))
     await store.sync()
     assert owner.written_seq == 5
     page = await store.read("s1", 0, 100)
@@ -90,8 +89,8 @@ async def test_store_commits_are_read_back_in_order(store: StateStore) -> None:
 async def test_store_takes_each_seq_once(store: StateStore) -> None:
     owner = Owner()
     store.create(record(), owner)
-    store.commit("s1", 1, Commit(frames(1, 3)))
-    store.commit("s1", 1, Commit(frames(2, 4)))  # a retried write, overlapping
+    store.commit("s1", 1, frames(1, 3))
+    store.commit("s1", 1, frames(2, 4))  # a retried write, overlapping
     await store.sync()
     page = await store.read("s1", 0, 100)
     assert page is not None and [f.seq for f in page.frames] == [1, 2, 3, 4]
@@ -99,15 +98,15 @@ async def test_store_takes_each_seq_once(store: StateStore) -> None:
 
 async def test_store_trims_the_log_by_count_and_by_bytes(store: StateStore) -> None:
     store.create(record(), Owner())
-    store.commit("s1", 1, Commit(frames(1, 25)))
+    store.commit("s1", 1, frames(1, 25))
     await store.sync()
     page = await store.read("s1", 0, 100)
     assert page is not None and page.oldest_seq == 16 and page.last_seq == 25  # 10 kept
-    store.commit("s1", 1, Commit(frames(26, 28, size=400)))  # 1200 bytes over 1000
+    store.commit("s1", 1, frames(26, 28, size=400))  # 1200 bytes over 1000
     await store.sync()
     page = await store.read("s1", 0, 100)
     assert page is not None and [f.seq for f in page.frames] == [27, 28]
-    store.commit("s1", 1, Commit(frames(29, 29, size=5000)))  # alone over the bound: kept
+    store.commit("s1", 1, frames(29, 29, size=5000))  # alone over the bound: kept
     await store.sync()
     page = await store.read("s1", 0, 100)
     assert page is not None and [f.seq for f in page.frames] == [29]
@@ -120,7 +119,7 @@ async def test_store_keeps_run_state_and_memory_for_the_next_owner(store: StateS
     used = UsageMeta(prompt_tokens=11, completion_tokens=7, model_calls=1, duration_s=0.5)
     state = RunState(run_id="r1", request_id="q1", approvals=(waiting,), usage=used,
                      run_usage=used)  # fmt: skip
-    store.commit("s1", 1, Commit(frames(1, 2), state=state, memory=lambda: '{"messages":[]}'))
+    store.commit("s1", 1, frames(1, 2), state=state, memory=lambda: '{"messages":[]}')
     await store.sync()
     store.release("s1", 1)
     await store.sync()
@@ -135,13 +134,13 @@ async def test_store_keeps_run_state_and_memory_for_the_next_owner(store: StateS
 async def test_store_fences_the_former_owner(store: StateStore) -> None:
     first = Owner()
     store.create(record(), first)
-    store.commit("s1", 1, Commit(frames(1, 1)))
+    store.commit("s1", 1, frames(1, 1))
     await store.sync()
     second = Owner()
     taken = await store.acquire("s1", second, force=True)  # its owner is gone
     assert isinstance(taken, SessionRecord) and taken.epoch == 2
-    store.commit("s1", 1, Commit(frames(2, 2)))  # a late write of the former owner
-    store.commit("s1", 2, Commit(frames(2, 3)))
+    store.commit("s1", 1, frames(2, 2))  # a late write of the former owner
+    store.commit("s1", 2, frames(2, 3))
     await store.sync()
     page = await store.read("s1", 0, 100)
     assert page is not None and [f.seq for f in page.frames] == [1, 2, 3]
@@ -152,7 +151,7 @@ async def test_store_fences_the_former_owner(store: StateStore) -> None:
 
 async def test_store_deletes_a_session_and_all_of_it(store: StateStore) -> None:
     store.create(record(), Owner())
-    store.commit("s1", 1, Commit(frames(1, 2)))
+    store.commit("s1", 1, frames(1, 2))
     store.delete("s1", 1)
     await store.sync()
     assert await store.peek("s1") is None

@@ -1,0 +1,102 @@
+"""`make bench-ab REV=<git rev>`: this tree's frame path against an earlier revision's, in turns.
+
+    python -m bench.ab af16f67             # 5 rounds of 50 sockets x 40 messages each
+    python -m bench.ab af16f67 --rounds 3 --connections 500 --messages 4
+
+The machine's speed drifts by a third from minute to minute, so figures of two `make bench` runs
+taken at different times do not compare; here the two servers take turns under the same load
+generator (bench.loadgen, bench/bench.yaml), each round both, and the ratio is of medians.
+The revision is checked out in a temporary git worktree and served from there by this venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from bench.loadgen import raise_fd_limit, run_load
+from bench.run import TOKEN, TOKENS_PER_ANSWER, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def serve_and_load(tree: Path, connections: int, messages: int) -> float:
+    """Start the tree's server on its bench config, run one load: CPU µs per event."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MYAGENT_WS_TOKENS": TOKEN,
+        "BENCH_TOKENS": str(TOKENS_PER_ANSWER),
+        "PYTHONPATH": str(tree),
+    }
+    env.pop("OPENAI_API_KEY", None)
+    command = [sys.executable, "-m", "service.cli", "server", "--config"]
+    command += [str(tree / "bench" / "bench.yaml"), "--port", str(port)]
+    with tempfile.TemporaryDirectory() as cwd:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=raise_fd_limit,
+        )
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+                while True:
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/health")).status == 200:
+                            break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.05)
+            load = await run_load(port, process.pid, connections, messages, TOKEN)
+            if load.errors:
+                raise RuntimeError(f"{tree}: {load.errors} conversations failed")
+            return load.cpu_us_per_event
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+
+
+async def compare(rev: str, other: Path, rounds: int, connections: int, messages: int) -> None:
+    raise_fd_limit()
+    figures: dict[str, list[float]] = {rev: [], "this tree": []}
+    for round_no in range(1, rounds + 1):
+        order = [(rev, other), ("this tree", ROOT)]
+        for name, tree in order if round_no % 2 else order[::-1]:
+            figures[name].append(await serve_and_load(tree, connections, messages))
+            print(f"round {round_no} {name:10} {figures[name][-1]:6.1f} µs CPU/event")
+    before, now = (statistics.median(figures[k]) for k in (rev, "this tree"))
+    print(
+        f"median CPU µs/event @ {connections} sockets: {rev} {before:.1f}, this tree {now:.1f}"
+        f" ({now / before:.2f}x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("rev", help="the git revision to compare with, e.g. af16f67")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        other = Path(scratch) / "tree"
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", "-f", str(other), args.rev], check=True)
+        try:
+            asyncio.run(compare(args.rev, other, args.rounds, args.connections, args.messages))
+        finally:
+            subprocess.run([*git, "remove", "--force", str(other)], check=False)
+
+
+if __name__ == "__main__":
+    main()
