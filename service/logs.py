@@ -56,6 +56,11 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
+# The openai SDK's HTTP client logs every request at info ("HTTP Request: POST ..."): a line
+# and ~0.2 ms per model call, two a turn. At --debug they show, with the SDK's own.
+MODEL_HTTP_LOGGERS = ("httpx", "httpx2")
+
+
 def configure_logging(
     *, json: bool, level: int = logging.INFO, secrets: Iterable[str] = ()
 ) -> None:
@@ -104,3 +109,7 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our middleware logs requests
+    for name in MODEL_HTTP_LOGGERS:  # a line per model request; run_finished has the figures
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.WARNING
+        )

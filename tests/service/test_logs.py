@@ -66,3 +66,24 @@ def test_logs_never_print_a_configured_token_or_a_credential(json: bool) -> None
 )
 def test_redactor_finds_tokens_behind_separators_and_encodings(text: str, shown: str) -> None:
     assert Redactor()(text) == shown
+
+
+@pytest.mark.parametrize("level, shown", [("INFO", False), ("DEBUG", True)])
+def test_model_http_requests_log_only_at_debug(level: str, shown: bool) -> None:
+    """The SDK's HTTP client logs each model request at info: two lines a turn at info."""
+    program = textwrap.dedent(
+        f"""
+        import logging
+        from service.logs import configure_logging
+
+        configure_logging(json=True, level=logging.{level})
+        logging.getLogger("httpx").info("HTTP Request: POST http://model/v1/chat/completions")
+        logging.getLogger("httpx2").info("HTTP Request: POST http://model/v1/chat/completions")
+        logging.getLogger("httpx2").warning("model connection dropped")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.count("HTTP Request") == (2 if shown else 0), done.stdout
+    assert "model connection dropped" in done.stdout
