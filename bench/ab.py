@@ -5,7 +5,8 @@
 
 The machine's speed drifts by a third from minute to minute, so figures of two `make bench` runs
 taken at different times do not compare; here the two servers take turns under the same load
-generator (bench.loadgen, bench/bench.yaml), each round both, and the ratio is of medians.
+generator (bench.loadgen, bench/bench.yaml), this tree's ceiling server (bench/ceiling_server.py)
+in the same rounds; the ratios are of medians.
 The revision is checked out in a temporary git worktree and served from there by this venv.
 """
 
@@ -24,22 +25,31 @@ import aiohttp
 
 from bench.loadgen import raise_fd_limit, run_load
 from bench.run import TOKEN, TOKENS_PER_ANSWER, free_port
+from bench.run import command as bench_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def serve_and_load(tree: Path, connections: int, messages: int) -> float:
-    """Start the tree's server on its bench config, run one load: CPU µs per event."""
+def ceiling_command(port: int) -> list[str]:
+    return bench_command("ceiling", port)
+
+
+async def serve_and_load(tree: Path | None, connections: int, messages: int) -> float:
+    """Start the tree's server on its bench config (None: this tree's ceiling server), run one
+    load: CPU µs per event."""
     port = free_port()
     env = {
         **os.environ,
         "MYAGENT_WS_TOKENS": TOKEN,
         "BENCH_TOKENS": str(TOKENS_PER_ANSWER),
-        "PYTHONPATH": str(tree),
+        "PYTHONPATH": str(tree or ROOT),
     }
     env.pop("OPENAI_API_KEY", None)
-    command = [sys.executable, "-m", "service.cli", "server", "--config"]
-    command += [str(tree / "bench" / "bench.yaml"), "--port", str(port)]
+    if tree is None:
+        command = ceiling_command(port)
+    else:
+        command = [sys.executable, "-m", "service.cli", "server", "--config"]
+        command += [str(tree / "bench" / "bench.yaml"), "--port", str(port)]
     with tempfile.TemporaryDirectory() as cwd:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -57,7 +67,8 @@ async def serve_and_load(tree: Path, connections: int, messages: int) -> float:
                             break
                     except aiohttp.ClientConnectionError:
                         await asyncio.sleep(0.05)
-            load = await run_load(port, process.pid, connections, messages, TOKEN)
+            token = TOKEN if tree is not None else None
+            load = await run_load(port, process.pid, connections, messages, token)
             if load.errors:
                 raise RuntimeError(f"{tree}: {load.errors} conversations failed")
             return load.cpu_us_per_event
@@ -68,16 +79,21 @@ async def serve_and_load(tree: Path, connections: int, messages: int) -> float:
 
 async def compare(rev: str, other: Path, rounds: int, connections: int, messages: int) -> None:
     raise_fd_limit()
-    figures: dict[str, list[float]] = {rev: [], "this tree": []}
+    figures: dict[str, list[float]] = {rev: [], "this tree": [], "ceiling": []}
     for round_no in range(1, rounds + 1):
-        order = [(rev, other), ("this tree", ROOT)]
+        order: list[tuple[str, Path | None]] = [
+            (rev, other),
+            ("this tree", ROOT),
+            ("ceiling", None),
+        ]
         for name, tree in order if round_no % 2 else order[::-1]:
             figures[name].append(await serve_and_load(tree, connections, messages))
             print(f"round {round_no} {name:10} {figures[name][-1]:6.1f} µs CPU/event")
-    before, now = (statistics.median(figures[k]) for k in (rev, "this tree"))
+    before, now, ceiling = (statistics.median(figures[k]) for k in (rev, "this tree", "ceiling"))
     print(
-        f"median CPU µs/event @ {connections} sockets: {rev} {before:.1f}, this tree {now:.1f}"
-        f" ({now / before:.2f}x)"
+        f"median CPU µs/event @ {connections} sockets: {rev} {before:.1f} ({before / ceiling:.2f}x"
+        f" the ceiling), this tree {now:.1f} ({now / ceiling:.2f}x), ceiling {ceiling:.1f};"
+        f" this tree / {rev}: {now / before:.2f}x"
     )
 
 

@@ -40,3 +40,12 @@ async def test_bench_idle_sockets_and_table() -> None:
     markdown = table(results)
     assert "| events/s @ 4 sockets | 2.0 | 2.0 | 2.0 | 1.00 | ≥ 0.7: met |" in markdown
     assert "| /health requests/s (wrk) | 10.0 | – | 7.0 | 0.70 | ≥ 0.8: NOT met |" in markdown
+
+
+async def test_bench_ab_serves_a_revision_and_the_ceiling() -> None:
+    """bench.ab's servers: an earlier tree's (here this one, as a worktree would hold it) and
+    the ceiling, each through one load."""
+    from bench.ab import ROOT, serve_and_load
+
+    for server in (ROOT, None):
+        assert await serve_and_load(server, connections=3, messages=2) > 0
