@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "myagent_ws_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+C = TypeVar("C", Counter, Histogram)
 WAIT_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)  # people take seconds
 
 
@@ -40,8 +42,7 @@ class Metrics:
     rate_limited_total: Counter
     slow_consumers_total: Counter
     pending_closed_total: Counter
-    _sent: dict[str, Counter] = field(default_factory=dict)
-    _received: dict[str, Counter] = field(default_factory=dict)
+    _children: dict[tuple[object, tuple[str, ...]], Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -121,15 +122,23 @@ class Metrics:
             ),
         )
 
+    def child(self, metric: C, *values: str) -> C:
+        """`metric.labels(*values)`, cached: prometheus_client's lookup costs more than the
+        increment, and runs and frames take several children each (closed label sets)."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return cast(C, found)
+
+    def run_ended(self, agent: str, outcome: str, duration_s: float | None = None) -> None:
+        self.child(self.runs_total, agent, outcome).inc()
+        if duration_s is not None:  # a run lost with its server has no duration here
+            self.child(self.run_duration_seconds, agent).observe(duration_s)
+
     def sent(self, event: str) -> Counter:
-        """The frames-sent child for an event, cached: this is on the per-frame path."""
-        child = self._sent.get(event)
-        if child is None:
-            child = self._sent[event] = self.frames_sent_total.labels(event)
-        return child
+        """The frames-sent child for an event: on the per-frame path."""
+        return self.child(self.frames_sent_total, event)
 
     def received(self, event: str) -> Counter:
-        child = self._received.get(event)
-        if child is None:
-            child = self._received[event] = self.frames_received_total.labels(event)
-        return child
+        return self.child(self.frames_received_total, event)

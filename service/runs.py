@@ -235,7 +235,7 @@ class Runs:
         """A run (or waiting message) cut by the death of the server that held it: its one
         terminal frame, written by the replica that adopted the session."""
         self.metrics.errors_total.labels(ErrorCode.RUN_LOST.value).inc()
-        self.metrics.runs_total.labels(self.agent_name, "lost").inc()
+        self.metrics.run_ended(self.agent_name, "lost")
         self._end(
             AgentErrorEvent, run_id, request_id, code=ErrorCode.RUN_LOST,
             error="the server running this run stopped before it ended; the events it sent "
@@ -287,8 +287,7 @@ class Runs:
                 self._next()
                 if self.on_end is not None:
                     self.on_end()
-                self.metrics.runs_total.labels(self.agent_name, outcome).inc()
-                self.metrics.run_duration_seconds.labels(self.agent_name).observe(duration)
+                self.metrics.run_ended(self.agent_name, outcome, duration)
                 log.info(
                     "run_finished",
                     agent=self.agent_name,

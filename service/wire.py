@@ -117,7 +117,7 @@ def publish_run_event(
                 metadata=ToolMeta(tool=tool, args=args, status=status),
             )
         case ToolFinished(step_id=step_id, tool=tool, status=status):
-            metrics.tool_calls_total.labels(tool, status).inc()
+            metrics.child(metrics.tool_calls_total, tool, status).inc()
             result = event.output if status == "success" else event.error
             events.publish(
                 AgentToolResult,
@@ -128,10 +128,11 @@ def publish_run_event(
                 metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
             )
         case ModelCalled():
-            metrics.agent_tokens_total.labels(agent, "prompt").inc(event.prompt_tokens)
-            metrics.agent_tokens_total.labels(agent, "completion").inc(event.completion_tokens)
-            metrics.llm_request_duration_seconds.labels(event.model).observe(event.duration_s)
-            metrics.llm_tokens_total.labels(event.model, "prompt").inc(event.prompt_tokens)
-            metrics.llm_tokens_total.labels(event.model, "completion").inc(event.completion_tokens)
+            child, model = metrics.child, event.model
+            child(metrics.agent_tokens_total, agent, "prompt").inc(event.prompt_tokens)
+            child(metrics.agent_tokens_total, agent, "completion").inc(event.completion_tokens)
+            child(metrics.llm_request_duration_seconds, model).observe(event.duration_s)
+            child(metrics.llm_tokens_total, model, "prompt").inc(event.prompt_tokens)
+            child(metrics.llm_tokens_total, model, "completion").inc(event.completion_tokens)
         case _:
             assert_never(event)
