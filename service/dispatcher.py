@@ -96,6 +96,7 @@ class Connection:
             max_bytes=server.send_queue_bytes,
             metrics=metrics,
         )
+        self.deliver = self.outbox.deliver  # every frame of its sessions: no layer in between
         self.identity = identity
         self.settings = settings
         self.commands = commands
@@ -116,9 +117,6 @@ class Connection:
     @property
     def close_code(self) -> int | None:
         return self.outbox.close_code
-
-    def deliver(self, data: str, event: str) -> None:
-        self.outbox.deliver(data, event)
 
     def redeliver(self, session_id: str, frame: Frame) -> None:
         followed = self.followed.get(session_id)

@@ -201,10 +201,11 @@ class Outbox:
                         break
                     self.metrics.sent(event).inc()
                     continue
-                frames, size = [], 0
+                frames, size, popleft = [], 0, queue.popleft
                 while queue and size < BATCH_BYTES:
-                    frames.append(frame := self.next_frame())
+                    frames.append(frame := popleft())
                     size += len(frame[0])
+                self.queued_bytes -= size
                 if not self.write(frames):
                     break
             self.burst = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
@@ -66,6 +67,21 @@ def test_logs_never_print_a_configured_token_or_a_credential(json: bool) -> None
 )
 def test_redactor_finds_tokens_behind_separators_and_encodings(text: str, shown: str) -> None:
     assert Redactor()(text) == shown
+
+
+def test_redaction_shortcut_changes_nothing_the_pattern_would_find() -> None:
+    """_scrub skips the pattern for ASCII text naming no credential: on 20,000 texts made of
+    credential names, their pieces, cases, gaps and values, it gives what the pattern gives."""
+    from middleware.redaction import REDACTED, SECRET, _scrub
+
+    pieces = ["token", "Token", "TOKEN=", "tok", "en=", "=", "api_key=", "API_KEY", "password",
+              "PassWord=", "bearer", "BeArEr", "authorization", "Authorization:", "auth",
+              " ", "\t", "\r\n", "\\x01", ":", "'", "abc123", "/ws?", "&", "K", "ſ", "é",
+              "basic ", "%3D"]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        assert _scrub(text) == SECRET.sub(rf"\1\2{REDACTED}", text), text
 
 
 @pytest.mark.parametrize("level, shown", [("INFO", False), ("DEBUG", True)])
