@@ -22,3 +22,33 @@ async def test_model_path_quick_run_has_every_figure_and_no_error() -> None:
                   "turn end p99 ms @ 4 clients", "CPU ms/turn, 2 earlier turns"):  # fmt: skip
         assert f"| {label} |" in markdown
     assert "≤ 2:" in markdown and "≤ 1.5:" in markdown  # the targets column
+
+
+def test_cpu_seconds_keeps_the_cpu_of_threads_that_ended() -> None:
+    """A server whose pool threads end mid-load (ADK's) must not show less CPU afterwards."""
+    import os
+    import threading
+    import time
+
+    from bench.turns import cpu_seconds
+
+    ready, release, tid = threading.Event(), threading.Event(), []
+
+    def burn() -> None:
+        tid.append(threading.get_native_id())
+        started = time.thread_time()
+        while time.thread_time() - started < 0.2:
+            pass
+        ready.set()
+        release.wait(10)
+
+    worker = threading.Thread(target=burn)
+    worker.start()
+    ready.wait(10)
+    before = cpu_seconds(os.getpid())  # the worker is still there, with its 0.2 s
+    release.set()
+    worker.join(10)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/self/task/{tid[0]}") and time.monotonic() < deadline:
+        time.sleep(0.01)  # the kernel reaps the thread just after join
+    assert cpu_seconds(os.getpid()) >= before
