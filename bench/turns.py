@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,17 +77,17 @@ class TurnResult:
         return out
 
 
-class Client:
+class Client(ABC):
     """One client of one server: open sessions, then run turns in them."""
 
-    async def open(self, sessions: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def open(self, sessions: int) -> None: ...
 
-    async def turn(self, index: int, result: TurnResult | None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def turn(self, index: int, result: TurnResult | None) -> None: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def close(self) -> None: ...
 
 
 class WsClient(Client):

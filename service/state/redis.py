@@ -77,8 +77,7 @@ class RedisState(QueuedWrites):
         self.lease_ms = int(lease_s * 1000)
         self.renew_every_s = lease_s / 3
         self.max_events, self.max_bytes = max_events, max_bytes
-        self.health = Health("redis")
-        super().__init__()
+        super().__init__(Health("redis"))
         self.scripts = {
             name: self.redis.register_script(getattr(lua, name))
             for name in ("COMMIT", "RELEASE", "DELETE", "ACQUIRE", "RENEW", "LEASES")
@@ -86,10 +85,6 @@ class RedisState(QueuedWrites):
         self.bus = RedisBus(self.redis, self.replica, self.health)
         self.instance: str | None = None
         self.monitor: asyncio.Task[None] | None = None
-
-    @property
-    def status(self) -> str:
-        return self.health.status
 
     async def start(self) -> None:
         try:

@@ -50,16 +50,11 @@ class SqliteState(QueuedWrites):
         self.replica = uuid.uuid4().hex
         self.retention_s = retention_s
         self.max_events, self.max_bytes = max_events, max_bytes
-        self.health = Health("sqlite")
-        super().__init__()
+        super().__init__(Health("sqlite"))
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self.db: sqlite3.Connection | None = None
         self.lock_fd: int | None = None
         self.sweeper: asyncio.Task[None] | None = None
-
-    @property
-    def status(self) -> str:
-        return self.health.status
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

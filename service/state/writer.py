@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import random
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -220,19 +221,23 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
-class QueuedWrites:
+class QueuedWrites(ABC):
     """A durable store's write side: each write queued for the Writer, in order, with the
-    owners to tell of its outcome. A backend gives its `_flush` of a batch and `health`."""
+    owners to tell of its outcome. A backend gives its `_flush` of a batch and its Health."""
 
-    health: Health
-
-    def __init__(self) -> None:
+    def __init__(self, health: Health) -> None:
+        self.health = health
         self.owners = Owners()  # the sessions held here (Redis renews their leases)
-        self.writer = Writer(self._flush, self.health, self.owners)
-        self.health.on_fail = self.hurry
+        self.writer = Writer(self._flush, health, self.owners)
+        health.on_fail = self.hurry
 
+    @property
+    def status(self) -> str:
+        return self.health.status
+
+    @abstractmethod
     async def _flush(self, ops: Sequence[Op]) -> list[Result]:
-        raise NotImplementedError
+        """Carry out a batch of writes, in order: each one's seq written, or why it was not."""
 
     def create(self, record: SessionRecord, owner: Owner) -> None:
         self.owners.hold(record.session_id, record.epoch, owner)
