@@ -14,67 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import aiohttp
-
 from bench.loadgen import raise_fd_limit, run_load
-from bench.run import TOKEN, TOKENS_PER_ANSWER, free_port
-from bench.run import command as bench_command
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def ceiling_command(port: int) -> list[str]:
-    return bench_command("ceiling", port)
+from bench.run import ROOT, TOKEN, running
 
 
 async def serve_and_load(tree: Path | None, connections: int, messages: int) -> float:
     """Start the tree's server on its bench config (None: this tree's ceiling server), run one
     load: CPU µs per event."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MYAGENT_WS_TOKENS": TOKEN,
-        "BENCH_TOKENS": str(TOKENS_PER_ANSWER),
-        "PYTHONPATH": str(tree or ROOT),
-    }
-    env.pop("OPENAI_API_KEY", None)
-    if tree is None:
-        command = ceiling_command(port)
-    else:
-        command = [sys.executable, "-m", "service.cli", "server", "--config"]
-        command += [str(tree / "bench" / "bench.yaml"), "--port", str(port)]
-    with tempfile.TemporaryDirectory() as cwd:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=raise_fd_limit,
-        )
-        try:
-            async with aiohttp.ClientSession() as http, asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/health")).status == 200:
-                            break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.05)
-            token = TOKEN if tree is not None else None
-            load = await run_load(port, process.pid, connections, messages, token)
-            if load.errors:
-                raise RuntimeError(f"{tree}: {load.errors} conversations failed")
-            return load.cpu_us_per_event
-        finally:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
+    server = "ceiling" if tree is None else "myagent-ws"
+    async with running(server, tree or ROOT) as (port, pid, _):
+        load = await run_load(port, pid, connections, messages, TOKEN if tree else None)
+    if load.errors:
+        raise RuntimeError(f"{server} of {tree or ROOT}: {load.errors} conversations failed")
+    return load.cpu_us_per_event
 
 
 async def compare(rev: str, other: Path, rounds: int, connections: int, messages: int) -> None:

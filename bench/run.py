@@ -29,6 +29,7 @@ import aiohttp
 from bench.loadgen import cpu_seconds, hold_idle, raise_fd_limit, run_load
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = HERE.parent / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
@@ -45,7 +46,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command(server: str, port: int) -> list[str]:
+def command(server: str, port: int, tree: Path = ROOT) -> list[str]:
     if server == "ceiling":
         return [
             sys.executable,
@@ -72,27 +73,28 @@ def command(server: str, port: int) -> list[str]:
         "service.cli",
         "server",
         "--config",
-        str(HERE / "bench.yaml"),
+        str(tree / "bench" / "bench.yaml"),
         "--port",
         str(port),
     ]
 
 
 @asynccontextmanager
-async def running(server: str) -> AsyncIterator[tuple[int, int, float]]:
-    """Start a server; yield (port, pid, seconds from start to a healthy /health)."""
+async def running(server: str, tree: Path = ROOT) -> AsyncIterator[tuple[int, int, float]]:
+    """Start a server (myagent-ws: the one in `tree`, a checkout of this repository); yield
+    (port, pid, seconds from start to a healthy /health)."""
     port = free_port()
     env = {
         **os.environ,
         "MYAGENT_WS_TOKENS": TOKEN,
         "BENCH_TOKENS": str(TOKENS_PER_ANSWER),
-        "PYTHONPATH": str(HERE.parent),
+        "PYTHONPATH": str(tree),
     }
     env.pop("OPENAI_API_KEY", None)
     with tempfile.TemporaryDirectory() as cwd:
         started = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
-            *command(server, port),
+            *command(server, port, tree),
             cwd=cwd,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -174,6 +174,16 @@ async def test_replica_killed_while_a_call_waits_for_approval_the_answer_works_o
         await asyncio.gather(owner.close(), other.close())
 
 
+async def followed(http: aiohttp.ClientSession, owner: Replica, other: Replica) -> Conversation:
+    """A new session on `owner`, and the client on `other`, following it there."""
+    talk = Conversation(http)
+    await talk.connect(owner)
+    await talk.create()
+    await talk.connect(other)
+    await talk.resume(1)
+    return talk
+
+
 async def test_resume_ahead_of_the_log_is_refused_on_every_replica(
     cluster: Cluster, redis: Redis, http: aiohttp.ClientSession
 ) -> None:
@@ -201,11 +211,7 @@ async def test_message_forwarded_to_a_draining_replica_is_refused_with_shutting_
     await busy.create()
     await busy.say("slow")
     await busy.until("agent.tool_call")
-    talk = Conversation(http)
-    await talk.connect(owner)
-    await talk.create()
-    await talk.connect(other)
-    await talk.resume(1)  # followed on `other`; `owner` holds it
+    talk = await followed(http, owner, other)
     assert owner.process is not None
     owner.process.terminate()  # SIGTERM: the owner drains
     await busy.until("system.shutdown")
@@ -219,11 +225,7 @@ async def test_message_forwarded_to_a_frozen_owner_is_answered_not_left_waiting(
     cluster: Cluster, redis: Redis, http: aiohttp.ClientSession
 ) -> None:
     owner, other = await cluster(2, redis)
-    talk = Conversation(http)
-    await talk.connect(owner)
-    await talk.create()
-    await talk.connect(other)
-    await talk.resume(1)  # followed on `other`; `owner` holds it
+    talk = await followed(http, owner, other)
     assert owner.process is not None
     os.kill(owner.process.pid, signal.SIGSTOP)  # alive to Redis (subscribed), answering nothing
     try:
