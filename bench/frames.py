@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+
+from service.text_frames import stamp
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """The time as the service writes it, formatted as cheaply as the service does (the date
+    and time of day once a second): the reference servers must not pay more for a timestamp
+    than the server they are the ceiling of (`datetime.isoformat` is ~15k instructions)."""
+    return stamp()
 
 
 class Session:
@@ -24,6 +28,7 @@ class Session:
         return json.dumps(
             {"event": event, "timestamp": now(), **fields, "session_id": self.id, "seq": self.seq},
             ensure_ascii=False,
+            separators=(",", ":"),  # compact, as the service writes its frames
         )
 
     def created(self) -> str:
