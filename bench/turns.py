@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -27,26 +26,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.loadgen import percentile
+from bench.loadgen import cpu_seconds, percentile
 
 QUESTION = "北京天气如何？"
 _requests = itertools.count(1)  # request ids are never reused: a retried one is not run again
-
-
-_threads: dict[tuple[int, str], int] = {}  # the last CPU seen of each thread, nanoseconds
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process's threads (schedstat: nanoseconds, not 10 ms ticks). A thread
-    that ended counts with the CPU it had when last seen: without it, a server whose pool
-    threads come and go (ADK's) showed less CPU at the end of a load than at its start."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
-                _threads[pid, task] = int(stat.read().split()[0])
-        except FileNotFoundError:  # the thread ended
-            continue
-    return sum(ns for (owner, _), ns in _threads.items() if owner == pid) / 1e9
 
 
 @dataclass
