@@ -115,7 +115,7 @@ class ToolCallAgent(ReActAgent):
         async with closing_stream(stream):  # closes the HTTP response now
             async for item in stream:
                 if isinstance(item, str):
-                    yield AnswerDelta(content=item)
+                    yield AnswerDelta(item)
                 else:
                     turn = item
         if turn is None:  # a ChatModel must end its stream with the whole turn
