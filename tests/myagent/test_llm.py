@@ -214,3 +214,20 @@ def test_tool_call_parts_join_deltas_without_index_or_with_repeated_names() -> N
         parts.add(delta)
     calls = [(c.id, c.function.name, c.function.arguments) for c in parts.tool_calls(lambda: "new")]
     assert calls == [("a", "get_weather", '{"city": "Paris"}'), ("b", "send_email", "{}")]
+
+
+async def test_llm_posts_to_the_clients_base_url_when_it_changes(
+    openai_server: OpenAIServer,
+) -> None:
+    """The chat URL is made of the client's base_url (kept between calls, as made absolute):
+    a base_url set on the client later is the one the next call goes to."""
+    llm = LLM(model="m", api_key="test", base_url=openai_server.base_url + "/elsewhere",
+              max_retries=0, timeout_s=5)  # fmt: skip
+    with pytest.raises(LLMError, match="HTTP 404"):
+        await collect(llm.stream(HI, []))
+    llm.client.base_url = openai_server.base_url
+    openai_server.script(Text("ok"))
+    items = await collect(llm.stream(HI, []))
+    assert items[0] == "ok"
+    assert [r.path for r in openai_server.requests] == ["/v1/chat/completions"]
+    await llm.aclose()
