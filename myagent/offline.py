@@ -100,6 +100,7 @@ _CJK_STOP = [
     "怎么样",
     "如何",
 ]
+_CJK_STOP_SET = frozenset(_CJK_STOP)
 _TOOL_BLOCKLIST = {"terminate"}
 MAX_READ = 32_000  # characters of the question the model reads; the rest is not looked at
 INLINE_CHARS = 4_000  # a turn this short is answered on the loop: a thread hop costs more
@@ -119,7 +120,9 @@ def _keywords(text: str) -> set[str]:
 def _residue(message: str, used: set[str]) -> str:
     """What is left of the message once tool words and filler are taken out."""
     text = message
-    for word in sorted(used | set(_CJK_STOP), key=len, reverse=True):
+    for word in sorted(used | _CJK_STOP_SET, key=len, reverse=True):
+        if word in _CJK_STOP_SET and word not in text:  # no case in CJK: a plain test will do
+            continue
         text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
     latin = [w for w in re.findall(r"[^\s,.;:!?，。？！、]+", text) if w.lower() not in _LATIN_STOP]
     return " ".join(latin).strip()

@@ -27,7 +27,7 @@ def argument_problem(tool: str, schema: dict[str, Any], args: dict[str, Any]) ->
     if missing:
         return f"missing required argument(s): {', '.join(missing)}"
     validator = schema_validator(json.dumps(schema, sort_keys=True), tool)
-    if validator is None:
+    if validator is None or validator.is_valid(args):  # (is_valid stops at a first error)
         return None
     errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
     if not errors:

@@ -1,7 +1,11 @@
 """The offline model drives the seed's weather agent with no account."""
 
+import random
+import re
+
 from myagent import OfflineLLM, ScriptedLLM
 from myagent.events import Answer, AnswerDelta, ToolFinished, ToolStarted
+from myagent.offline import _CJK_STOP, _LATIN_STOP, _residue
 from tests.myagent.helpers import collect, weather_agent
 
 
@@ -73,3 +77,19 @@ async def test_offline_model_reads_a_bounded_prefix_and_streams_bounded_deltas()
     [call] = [e for e in events if isinstance(e, ToolStarted)]
     assert len(call.args["city"]) < MAX_READ
     assert len([e for e in events if isinstance(e, AnswerDelta)]) <= MAX_DELTAS
+
+
+def test_residue_skips_only_stop_words_that_cannot_match() -> None:
+    """_residue tests a CJK stop word with `in` before its re.sub: the same residue as running
+    every substitution, on messages mixing CJK, the stop words and Latin case variants."""
+    rng = random.Random(7)
+    pieces = [*_CJK_STOP, "北京", "天气", "Weather", "WEATHER", "ſ", "K", "k", " ", "，", "?"]
+    for _ in range(3000):
+        message = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        used = set(rng.sample(["weather", "天气", "北京", "s", "查询"], rng.randint(0, 3)))
+        text = message
+        for word in sorted(used | set(_CJK_STOP), key=len, reverse=True):
+            text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
+        words = re.findall(r"[^\s,.;:!?，。？！、]+", text)
+        expected = " ".join(w for w in words if w.lower() not in _LATIN_STOP).strip()
+        assert _residue(message, used) == expected, message
