@@ -192,7 +192,7 @@ async def measure(
     ]
     async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
         for round_no in range(1, rounds + 1):
-            for server in servers:
+            for server in servers if round_no % 2 else servers[::-1]:  # no server always first
                 figures = await measure_server(server, env, plan, pin)
                 samples[server].append(figures)
                 line = ", ".join(

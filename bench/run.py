@@ -169,7 +169,7 @@ async def measure(quick: bool, rounds: int) -> dict[str, Any]:
     cold: dict[str, list[float]] = {}
     for round_no in range(1, rounds + 1):
         for connections, messages in loads:
-            for server in SERVERS:
+            for server in SERVERS if round_no % 2 else SERVERS[::-1]:  # no server always first
                 token = TOKEN if server == "myagent-ws" else None
                 async with running(server) as (port, pid, cold_s):
                     cold.setdefault(server, []).append(cold_s)
