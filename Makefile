@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.model_path
+	$(BIN)/python -m bench.sdk_floor
 
 # This tree's frame path against an earlier revision's, the two servers taking turns (the
 # machine's speed drifts too much for figures of two runs at different times to compare).

@@ -132,7 +132,8 @@ class LLM:
             self._client = self._lease.client
         return self._client
 
-    def _url(self) -> str:
+    @property
+    def chat_url(self) -> str:
         """The absolute chat-completions URL of the client's base_url. Given a relative path,
         the SDK parses it and merges it with base_url into a new URL on every call (about a
         twelfth of a request's CPU); an absolute one is parsed once and taken as it is."""
@@ -157,7 +158,7 @@ class LLM:
         try:
             body = self._body.build(messages, tools)
             stream = await self.client.post(
-                self._url(),
+                self.chat_url,
                 cast_to=object,
                 content=body,
                 options=JSON_CONTENT,

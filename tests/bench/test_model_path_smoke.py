@@ -52,3 +52,14 @@ def test_cpu_seconds_keeps_the_cpu_of_threads_that_ended() -> None:
     while os.path.exists(f"/proc/self/task/{tid[0]}") and time.monotonic() < deadline:
         time.sleep(0.01)  # the kernel reaps the thread just after join
     assert cpu_seconds(os.getpid()) >= before
+
+
+async def test_sdk_floor_quick_run_measures_every_way() -> None:
+    """bench.sdk_floor (the SDK's cost per call against a raw client) cannot rot."""
+    from bench.sdk_floor import measure, report
+
+    results = await measure(calls=5, rounds=1, pin=False)
+    assert set(results) == {"raw", "sdk", "llm"}
+    for figures in results.values():
+        assert figures["cpu_ms"] > 0 and figures["wall_ms"] > 0
+    assert "| sdk |" in report(results) and "The SDK adds" in report(results)
