@@ -84,7 +84,6 @@ def ways(http: aiohttp.ClientSession, llm: LLM, base: str) -> dict[str, Call]:
 
 
 async def measure(calls: int, rounds: int, pin: bool = True) -> dict[str, dict[str, float]]:
-    configure_logging(json=True)  # as the service logs: llm_turn (debug) costs nothing then
     if pin and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(SERVER_CPU)})
     port = free_port()
@@ -142,6 +141,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     calls, rounds = (20, 1) if args.quick else (args.calls, args.rounds)
+    # As the service logs: llm_turn (debug) costs nothing then. Here, not in measure(): it
+    # configures the process for good (loggers cache on first use), a test's process too.
+    configure_logging(json=True)
     print(report(asyncio.run(measure(calls, rounds))))
 
 
