@@ -6,7 +6,12 @@ chunk, runs get_weather, posts again and streams the answer; it sends the frames
 sends (thinking, tool_call, tool_result, thinking, a partial answer per chunk, the final
 answer), one send_str each. No middleware, logging, metrics, SDK or retries.
 
-python -m bench.model_ceiling --port 8310 --model-url http://127.0.0.1:8400/v1
+With `--client sdk` it makes the same calls through the openai SDK as myagent's LLM makes
+them (its shared AsyncOpenAI client on the SDK's aiohttp transport, the low-level `post` of
+a prepared body, the stream read by myagent.wire.ChunkStream) and nothing else changes: the
+floor of a turn that keeps the SDK, measured in the same run as the ceiling and ours.
+
+python -m bench.model_ceiling --port 8310 --model-url http://127.0.0.1:8400/v1 [--client sdk]
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from bench.frames import Session, connected, now
+from myagent.llm import JSON_CONTENT, LLM
+from myagent.wire import ChunkStream
 
 SYSTEM = "你是一个天气助手，可以查询天气并发送邮件。"
 TOOLS = [
@@ -54,25 +61,46 @@ TOOLS = [
         },
     },
 ]
-http_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+Chunks = Callable[[list[dict[str, Any]]], AsyncIterator[dict[str, Any]]]  # one model call
+chunks_key: web.AppKey[Chunks] = web.AppKey("chunks")
 
 
-async def chunks(
-    http: aiohttp.ClientSession, url: str, messages: list[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
+def request_body(messages: list[dict[str, Any]]) -> bytes:
     body = {"model": "bench", "messages": messages, "tools": TOOLS, "stream": True}
-    data = json.dumps(body, ensure_ascii=False).encode()
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def raw_chunks(http: aiohttp.ClientSession, url: str) -> Chunks:
+    """A model call with the raw aiohttp client: the SSE lines, json.loads of each chunk."""
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
-    async with http.post(url, data=data, headers=headers) as response:
-        async for line in response.content:
-            if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
-                yield json.loads(line[6:])
+
+    async def chunks(messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async with http.post(url, data=request_body(messages), headers=headers) as response:
+            async for line in response.content:
+                if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
+                    yield json.loads(line[6:])
+
+    return chunks
+
+
+def sdk_chunks(llm: LLM) -> Chunks:
+    """A model call through the openai SDK, as myagent's LLM makes it."""
+
+    async def chunks(messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        stream = await llm.client.post(
+            llm.chat_url, cast_to=object, content=request_body(messages), options=JSON_CONTENT,
+            stream=True, stream_cls=ChunkStream,
+        )  # fmt: skip
+        async for batch in stream.batches():
+            for chunk in batch:
+                yield chunk
+
+    return chunks
 
 
 async def turn(
     ws: web.WebSocketResponse,
-    http: aiohttp.ClientSession,
-    url: str,
+    chunks: Chunks,
     session: Session,
     history: list[dict[str, Any]],
     frame: dict[str, Any],
@@ -87,7 +115,7 @@ async def turn(
             )
         )
         text, call = [], {"id": "", "name": "", "arguments": ""}
-        async for chunk in chunks(http, url, [{"role": "system", "content": SYSTEM}, *history]):
+        async for chunk in chunks([{"role": "system", "content": SYSTEM}, *history]):
             if not chunk["choices"]:
                 continue
             delta = chunk["choices"][0]["delta"]
@@ -140,7 +168,7 @@ async def turn(
         )
 
 
-def make_app(model_url: str) -> web.Application:
+def make_app(model_url: str, client: str = "raw") -> web.Application:
     url = model_url.rstrip("/") + "/chat/completions"
 
     async def ws_handler(request: web.Request) -> web.WebSocketResponse:
@@ -158,16 +186,22 @@ def make_app(model_url: str) -> web.Application:
                 await ws.send_str(session.created())
             elif frame["event"] == "user.message":
                 session, history = sessions[frame["session_id"]]
-                await turn(ws, request.app[http_key], url, session, history, frame)
+                await turn(ws, request.app[chunks_key], session, history, frame)
         return ws
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "healthy", "timestamp": now()})
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+        if client == "sdk":
+            llm = LLM("bench", api_key="bench", base_url=model_url)
+            app[chunks_key] = sdk_chunks(llm)
+            yield
+            await llm.aclose()
+            return
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            app[http_key] = http
+            app[chunks_key] = raw_chunks(http, url)
             yield
 
     app = web.Application()
@@ -181,9 +215,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8310)
     parser.add_argument("--model-url", required=True)
+    parser.add_argument("--client", choices=["raw", "sdk"], default="raw")
     args = parser.parse_args()
     web.run_app(
-        make_app(args.model_url), host="127.0.0.1", port=args.port, print=None, access_log=None
+        make_app(args.model_url, args.client),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
     )
 
 

@@ -1,12 +1,14 @@
 """The model-path benchmark: whole agent turns against a fake model that answers at once.
 
-    python -m bench.model_path             # ceiling and myagent-ws (part of `make bench`)
+    python -m bench.model_path             # ceilings and myagent-ws (part of `make bench`)
     python -m bench.model_path --peers     # and Google ADK (`make bench-peers`)
     python -m bench.model_path --quick     # tiny numbers, for a smoke test
 
 Every server runs the weather agent's turn against the same bench.fake_model and is driven
-by the same load generator (bench/turns.py). The server under test is pinned to CPU 1, the
-load generator and the fake model to CPU 0. Writes bench/results/model.{json,md,png}.
+by the same load generator (bench/turns.py): the ceiling (raw aiohttp client), the ceiling
+with its model calls through the openai SDK as myagent makes them (the floor of a turn that
+keeps the SDK), myagent-ws, and with --peers Google ADK. The server under test is pinned to
+CPU 1, the load generator and the fake model to CPU 0. Writes bench/results/model.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
 
 
 def command(server: str, port: int, model_url: str) -> list[str]:
-    if server == "ceiling":
+    if server in ("ceiling", "ceiling-sdk"):
+        client = "sdk" if server == "ceiling-sdk" else "raw"
         return [
             sys.executable,
             "-m",
@@ -69,6 +72,8 @@ def command(server: str, port: int, model_url: str) -> list[str]:
             str(port),
             "--model-url",
             model_url,
+            "--client",
+            client,
         ]
     if server == "adk":
         return [
@@ -220,7 +225,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    servers = ["ceiling", "myagent-ws"]
+    servers = ["ceiling", "ceiling-sdk", "myagent-ws"]
     if args.peers:
         if not ADK.exists():
             print(f"no {ADK}: run `make bench-peers`", file=sys.stderr)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
-LABELS = {"ceiling": "ceiling", "myagent-ws": "myagent-ws", "adk": "ADK"}
+LABELS = {"ceiling": "ceiling", "ceiling-sdk": "ceiling + SDK", "myagent-ws": "myagent-ws",
+          "adk": "ADK"}  # fmt: skip
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -26,15 +27,18 @@ def check(value: float | None, limit: float, at_most: bool = True) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """Each figure for every server, myagent-ws / ceiling, ADK / myagent-ws, and the target."""
+    """Each figure for every server, myagent-ws / ceiling, the SDK's floor (ceiling + SDK /
+    ceiling) and what the service adds on it (myagent-ws / ceiling + SDK), ADK / myagent-ws,
+    and the target."""
     servers = results["servers"]
     names = list(servers)
-    adk = "adk" in servers
+    adk, floor = "adk" in servers, "ceiling-sdk" in servers
     head = " | ".join(LABELS[s] for s in names)
+    floor_head = " ceiling + SDK / ceiling | myagent-ws / ceiling + SDK |" if floor else ""
     peer_head = " ADK / myagent-ws |" if adk else ""
     lines = [
-        f"| figure | {head} | myagent-ws / ceiling |{peer_head} target |",
-        "| --- " * (len(names) + 3 + adk) + "|",
+        f"| figure | {head} | myagent-ws / ceiling |{floor_head}{peer_head} target |",
+        "| --- " * (len(names) + 3 + adk + 2 * floor) + "|",
     ]
 
     def row(label: str, part: str, key: str, group: str, target: str = "", peer: str = "") -> None:
@@ -42,8 +46,15 @@ def table(results: dict[str, Any]) -> str:
         ours = servers["myagent-ws"][part][group][key]
         ceiling = servers["ceiling"][part][group][key]
         cells = " | ".join("n/a" if v is None else f"{v:g}" for v in values)
+        floor_cells = ""
+        if floor:
+            sdk = servers["ceiling-sdk"][part][group][key]
+            floor_cells = f" {fmt(ratio(sdk, ceiling))} | {fmt(ratio(ours, sdk))} |"
         peer_cell = f" {peer} |" if adk else ""
-        lines.append(f"| {label} | {cells} | {fmt(ratio(ours, ceiling))} |{peer_cell} {target} |")
+        lines.append(
+            f"| {label} | {cells} | {fmt(ratio(ours, ceiling))} |{floor_cells}{peer_cell}"
+            f" {target} |"
+        )
 
     for clients in servers["myagent-ws"]["clients"]:
         part = "clients"

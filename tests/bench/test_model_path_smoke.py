@@ -7,8 +7,9 @@ from bench.model_report import table
 
 
 async def test_model_path_quick_run_has_every_figure_and_no_error() -> None:
-    results = await measure(["ceiling", "myagent-ws"], QUICK, rounds=1, pin=False)
-    for server in ("ceiling", "myagent-ws"):
+    servers = ["ceiling", "ceiling-sdk", "myagent-ws"]
+    results = await measure(servers, QUICK, rounds=1, pin=False)
+    for server in servers:
         clients = results["servers"][server]["clients"]
         assert set(clients) == {"1", "4"}
         for figures in clients.values():
@@ -22,6 +23,7 @@ async def test_model_path_quick_run_has_every_figure_and_no_error() -> None:
                   "turn end p99 ms @ 4 clients", "CPU ms/turn, 2 earlier turns"):  # fmt: skip
         assert f"| {label} |" in markdown
     assert "≤ 2:" in markdown and "≤ 1.5:" in markdown  # the targets column
+    assert "| ceiling + SDK / ceiling | myagent-ws / ceiling + SDK |" in markdown  # the floor
 
 
 def test_cpu_seconds_keeps_the_cpu_of_threads_that_ended() -> None:
