@@ -6,10 +6,11 @@ chunk, runs get_weather, posts again and streams the answer; it sends the frames
 sends (thinking, tool_call, tool_result, thinking, a partial answer per chunk, the final
 answer), one send_str each. No middleware, logging, metrics, SDK or retries.
 
-With `--client sdk` it makes the same calls through the openai SDK as myagent's LLM makes
-them (its shared AsyncOpenAI client on the SDK's aiohttp transport, the low-level `post` of
-a prepared body, the stream read by myagent.wire.ChunkStream) and nothing else changes: the
-floor of a turn that keeps the SDK, measured in the same run as the ceiling and ours.
+With `--client sdk` it makes the same calls through the openai SDK with myagent's own
+`LLM.post_stream` (the shared AsyncOpenAI client on the SDK's aiohttp transport, the
+low-level `post` of a prepared body, the stream read by myagent.wire.ChunkStream) and
+nothing else changes: the floor of a turn that keeps the SDK, measured in the same run as
+the ceiling and ours. Only then does it import the SDK.
 
 python -m bench.model_ceiling --port 8310 --model-url http://127.0.0.1:8400/v1 [--client sdk]
 """
@@ -21,14 +22,15 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from bench.frames import Session, connected, now
-from myagent.llm import JSON_CONTENT, LLM
-from myagent.wire import ChunkStream
+
+if TYPE_CHECKING:
+    from myagent.llm import LLM
 
 SYSTEM = "你是一个天气助手，可以查询天气并发送邮件。"
 TOOLS = [
@@ -87,10 +89,7 @@ def sdk_chunks(llm: LLM) -> Chunks:
     """A model call through the openai SDK, as myagent's LLM makes it."""
 
     async def chunks(messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        stream = await llm.client.post(
-            llm.chat_url, cast_to=object, content=request_body(messages), options=JSON_CONTENT,
-            stream=True, stream_cls=ChunkStream,
-        )  # fmt: skip
+        stream = await llm.post_stream(request_body(messages))
         async for batch in stream.batches():
             for chunk in batch:
                 yield chunk
@@ -194,6 +193,8 @@ def make_app(model_url: str, client: str = "raw") -> web.Application:
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         if client == "sdk":
+            from myagent.llm import LLM  # here: the raw ceiling does not import the SDK
+
             llm = LLM("bench", api_key="bench", base_url=model_url)
             app[chunks_key] = sdk_chunks(llm)
             yield

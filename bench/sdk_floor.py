@@ -37,9 +37,9 @@ import aiohttp
 
 from bench.model_path import CLIENT_CPU, SERVER_CPU, pinned, process
 from bench.run import free_port
-from myagent.llm import JSON_CONTENT, LLM
+from myagent.llm import LLM
 from myagent.schema import Message
-from myagent.wire import ChunkStream, RequestBody
+from myagent.wire import RequestBody
 from service.logs import configure_logging
 
 Call = Callable[[], Awaitable[None]]  # one whole call, its stream read to the end
@@ -69,10 +69,7 @@ def ways(http: aiohttp.ClientSession, llm: LLM, base: str) -> dict[str, Call]:
                     json.loads(line[6:])
 
     async def sdk() -> None:
-        stream = await llm.client.post(
-            llm.chat_url, cast_to=object, content=body, options=JSON_CONTENT, stream=True,
-            stream_cls=ChunkStream,
-        )  # fmt: skip
+        stream = await llm.post_stream(body)
         async for _ in stream.batches():
             pass
 

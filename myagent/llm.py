@@ -148,6 +148,18 @@ class LLM:
             lease, self._lease, self._client = self._lease, None, None
             await lease.release()
 
+    async def post_stream(self, body: bytes) -> ChunkStream:
+        """POST a prepared chat-completions body (RequestBody) through the SDK's client, its
+        retries, auth and error types included; the streamed response, read by ChunkStream."""
+        return await self.client.post(
+            self.chat_url,
+            cast_to=object,
+            content=body,
+            options=JSON_CONTENT,
+            stream=True,
+            stream_cls=ChunkStream,
+        )
+
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[str | AssistantTurn]:
@@ -156,15 +168,7 @@ class LLM:
         calls = ToolCallParts()
         usage: Any = None
         try:
-            body = self._body.build(messages, tools)
-            stream = await self.client.post(
-                self.chat_url,
-                cast_to=object,
-                content=body,
-                options=JSON_CONTENT,
-                stream=True,
-                stream_cls=ChunkStream,
-            )
+            stream = await self.post_stream(self._body.build(messages, tools))
             async with closing_stream(stream.batches()) as batches:
                 async for batch in batches:
                     for chunk in batch:
