@@ -67,9 +67,14 @@ Chunks = Callable[[list[dict[str, Any]]], AsyncIterator[dict[str, Any]]]  # one 
 chunks_key: web.AppKey[Chunks] = web.AppKey("chunks")
 
 
+TOOLS_JSON = json.dumps(TOOLS, ensure_ascii=False)  # the tools never change: dumped once
+
+
 def request_body(messages: list[dict[str, Any]]) -> bytes:
-    body = {"model": "bench", "messages": messages, "tools": TOOLS, "stream": True}
-    return json.dumps(body, ensure_ascii=False).encode()
+    """The request: the history dumped once per call, the tools' JSON as it was dumped."""
+    history = json.dumps(messages, ensure_ascii=False)
+    body = f'{{"model": "bench", "messages": {history}, "tools": {TOOLS_JSON}, "stream": true}}'
+    return body.encode()
 
 
 def raw_chunks(http: aiohttp.ClientSession, url: str) -> Chunks:
