@@ -89,29 +89,28 @@ class Commands:
         self.replay = Replay(store)
         self.forwarder: Forwarder | None = None  # with Redis: set by the app
 
-    async def handle(self, caller: Caller, frame: ClientEvent, *, moved: bool = False) -> None:
-        """Carry out a client event; `moved`: the replica it was forwarded to no longer holds
-        its session (so it is adopted here, whatever the lease in the store still says)."""
+    async def handle(self, caller: Caller, frame: ClientEvent) -> None:
+        """Carry out a client event."""
         session_id = getattr(frame, "session_id", None)
         try:
             match frame:
                 case UserCreateSession():
                     self.create(caller, frame)
                 case UserMessage():
-                    await self.message(caller, frame, moved)
+                    await self.message(caller, frame)
                 case UserCancel():
-                    if session := await self.reach(caller, frame, moved):
+                    if session := await self.reach(caller, frame):
                         session.runs.cancel_run()
                 case UserApprove():
-                    if session := await self.reach(caller, frame, moved):
+                    if session := await self.reach(caller, frame):
                         session.runs.approvals.answer(frame.step_id, frame.approved, frame.reason)
                 case UserGetUsage():
-                    if session := await self.reach(caller, frame, moved):
+                    if session := await self.reach(caller, frame):
                         caller.send(session.runs.usage_event(frame.request_id))
                 case UserResumeSession():
                     await self.resume(caller, frame)
                 case UserCloseSession():
-                    await self.close(caller, frame, moved)
+                    await self.close(caller, frame)
                 case UserPing():
                     caller.send(SystemPong(request_id=frame.request_id))
                 case _:
@@ -148,9 +147,7 @@ class Commands:
 
     # --- finding a session ----------------------------------------------------------------
 
-    async def locate(
-        self, caller: Caller, session_id: str, moved: bool = False
-    ) -> Session | Remote:
+    async def locate(self, caller: Caller, session_id: str) -> Session | Remote:
         """The session, held here (adopted if no live replica holds it), or its live owner."""
         session = self.registry.get(session_id, caller.identity)
         if session is not None:
@@ -162,7 +159,7 @@ class Commands:
             raise not_found(session_id)
         if self.lifecycle.draining:  # adopting here now would only hand it over again
             self.lifecycle.refuse_new_work()
-        found = await self.registry.adopt(record, force=moved)
+        found = await self.registry.adopt(record)
         if isinstance(found, Held):
             if found.owner == self.store.replica or self.forwarder is None:
                 raise StoreUnavailable(  # moving between replicas right now
@@ -175,7 +172,8 @@ class Commands:
         return found
 
     async def take_over(self, record: SessionRecord) -> Session:
-        """Adopt a session whose owner does not answer (it died, its lease not yet run out)."""
+        """Adopt a session whose owner does not answer (it died, its lease not yet run out), or
+        that its owner handed back unanswered (it holds it no more: a drain released it)."""
         self.lifecycle.refuse_new_work()  # draining: another replica will take it
         found = await self.registry.adopt(record, force=True)
         if not isinstance(found, Session):
@@ -184,7 +182,8 @@ class Commands:
 
     async def forward(self, caller: Caller, remote: Remote, frame: ClientEvent) -> Session | None:
         """Send the command to the session's owner (None), or adopt the session here if that
-        owner is gone (the Session, for the command to be carried out here)."""
+        owner is gone or holds it no more (the Session, for the command to be carried out
+        here: in this one call, so that it is carried out once)."""
         assert self.forwarder is not None
         caller.follow(
             remote.record.session_id, remote.record.last_seq, bool(remote.record.state.run_id)
@@ -195,9 +194,9 @@ class Commands:
         await self.attach(caller, session)
         return session
 
-    async def reach(self, caller: Caller, frame: InSession, moved: bool) -> Session | None:
+    async def reach(self, caller: Caller, frame: InSession) -> Session | None:
         """The frame's session, held here and listened to by the caller; None: forwarded."""
-        target = await self.locate(caller, frame.session_id, moved)
+        target = await self.locate(caller, frame.session_id)
         if isinstance(target, Remote):
             return await self.forward(caller, target, frame)
         await self.attach(caller, target)
@@ -219,14 +218,14 @@ class Commands:
         log.info("session_created", session_id=session.id, agent=spec.name)
         session.events.publish(AgentSessionCreated, agent=spec.name, request_id=frame.request_id)
 
-    async def message(self, caller: Caller, frame: UserMessage, moved: bool = False) -> None:
+    async def message(self, caller: Caller, frame: UserMessage) -> None:
         limit = self.config.max_message_chars
         if len(frame.content) > limit:
             raise MessageTooLarge(
                 f"content: {len(frame.content)} characters, over the limit of {limit} "
                 "(sessions.max_message_chars); send a shorter message"
             )
-        session = await self.reach(caller, frame, moved)
+        session = await self.reach(caller, frame)
         if session is None:
             return
         if not session.runs.answers(frame.request_id):  # a retry is no new work
@@ -237,8 +236,8 @@ class Commands:
         elif isinstance(again, int):
             await self.replay.send_again(caller, session.id, again)
 
-    async def close(self, caller: Caller, frame: UserCloseSession, moved: bool = False) -> None:
-        target = await self.locate(caller, frame.session_id, moved)
+    async def close(self, caller: Caller, frame: UserCloseSession) -> None:
+        target = await self.locate(caller, frame.session_id)
         if isinstance(target, Remote):
             session = await self.forward(caller, target, frame)
             caller.unfollow(frame.session_id)

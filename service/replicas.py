@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated, Literal, Protocol, assert_never
 
 import structlog
@@ -55,11 +54,13 @@ class Deliver(BaseModel):
 
 
 class Moved(BaseModel):
-    """A forwarded frame sent back: the receiving replica no longer holds its session."""
+    """A forwarded command's answer: not carried out, the receiving replica no longer holds
+    its session (a drain handed it over); the sender takes the session and carries it out.
+
+    It is the one answer to that Forward, as Done is: a replica may exit right after it."""
 
     kind: Literal["moved"] = "moved"
-    connection_id: str
-    frame: str
+    id: str
 
 
 class Done(BaseModel):
@@ -133,9 +134,6 @@ class Local(Caller, Protocol):
 
     id: str
 
-    def spawn(self, work: Awaitable[None]) -> None:
-        """Run `work` in a task of this socket's (ended with it)."""
-
 
 class Replicas:
     """Forwards commands to other replicas and carries out theirs (service.commands.Forwarder)."""
@@ -144,10 +142,12 @@ class Replicas:
         self.bus = bus
         self.commands = commands
         self.sockets: dict[str, Local] = {}  # this replica's sockets, by connection id
-        self.unanswered: dict[str, asyncio.Future[None]] = {}  # forwarded commands, by id
+        self.unanswered: dict[str, asyncio.Future[bool]] = {}  # forwarded commands, by id
         bus.handler = self.receive
 
     async def forward(self, owner: str, frame: ClientEvent, caller: Caller) -> int:
+        """1: the owner carried the command out; 0: it did not (it is gone, or it holds the
+        session no more): the caller takes the session over and carries it out itself."""
         log.debug("command_forwarded", frame=frame.event, owner=owner)
         connection_id = getattr(caller, "id", "")
         message = Forward(
@@ -162,8 +162,7 @@ class Replicas:
                 if not await self.bus.send(owner, message.model_dump_json()):
                     return 0  # nobody listens there: the owner is gone
             try:
-                await asyncio.wait_for(asyncio.shield(done), ANSWER_WITHIN_S)
-                return 1
+                return int(await asyncio.wait_for(asyncio.shield(done), ANSWER_WITHIN_S))
             except TimeoutError:  # it stopped (drained, died) with the command, or it is stuck
                 pass
         finally:
@@ -198,14 +197,9 @@ class Replicas:
                     socket.deliver(message.data, message.event)
             case Forward():
                 await self.carry_out(message)
-            case Moved(connection_id=connection_id, frame=frame):
-                if (socket := self.sockets.get(connection_id)) is not None:  # ours to do, then
-                    # in the socket's task: it may forward again, and wait for that answer here
-                    command = client_events.validate_json(frame)
-                    socket.spawn(self.commands.handle(socket, command, moved=True))
-            case Done(id=answered):
+            case Moved(id=answered) | Done(id=answered):  # the command waiting for it goes on
                 if (done := self.unanswered.get(answered)) is not None and not done.done():
-                    done.set_result(None)
+                    done.set_result(message.kind == "done")
             case Probe():
                 pass
             case _:
@@ -216,10 +210,9 @@ class Replicas:
         caller = RemoteCaller(message)
         try:
             await self.commands.handle(caller, client_events.validate_json(message.frame))
-            replies: list[Deliver | Moved | Done] = [*caller.replies]
+            replies: list[Deliver | Moved | Done] = [*caller.replies, Done(id=message.id)]
         except MovedHere:  # held here no more (a drain handed it over): the sender adopts it
-            replies = [Moved(connection_id=message.connection_id, frame=message.frame)]
-        replies.append(Done(id=message.id))
+            replies = [Moved(id=message.id)]
         for reply in replies:
             try:
                 async with answering():

@@ -433,7 +433,10 @@ async def test_rolling_restart_of_every_replica_keeps_every_conversation(
         raise AssertionError(f"conversations stuck: {stuck}") from None
     for client, sent in zip(clients, histories, strict=True):
         talk = client.talk
-        talk.check_log()  # no client saw a seq twice, or missed one
+        try:
+            talk.check_log()  # no client saw a seq twice, or missed one
+        except AssertionError as exc:
+            raise AssertionError(f"client {client.index}: {exc}; what it did: {client.trace}") from None
         ends: dict[str, int] = {}
         for frame in talk.terminals():
             ends[frame["run_id"]] = ends.get(frame["run_id"], 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import redis.asyncio
 import structlog
@@ -194,6 +195,49 @@ async def test_message_for_a_replica_that_died_is_answered_where_it_lands(
     assert frames[-1]["event"] == "agent.final_answer" and frames[-1]["content"] == "x"
     await on_b.send_json({"event": "user.cancel", "session_id": sid})
     assert (await receive_until(on_b))[-1]["code"] == "no_active_run"
+    await on_b.close()
+
+
+async def test_command_handed_back_by_an_owner_on_its_way_out_is_carried_out_once(
+    aiohttp_client, redis_url: str
+) -> None:
+    """The owner answers a forwarded message "not held here" and exits before anything else
+    (a drain's last moment): the message runs once, on the replica it came through."""
+    a, b = await two_instances(aiohttp_client, redis_url, scripted("only once"))
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    await a.app[store_key].sync()
+    owner = "e" * 32  # a replica in its last moment: it hands the frame back, then it is gone
+    shared = redis.asyncio.from_url(redis_url, decode_responses=True)
+    await shared.hset(session_key(sid), "owner", owner)
+    pubsub = shared.pubsub()
+    await pubsub.subscribe(f"myagent_ws:replica:{owner}")
+
+    async def hand_back_and_exit() -> None:
+        while (message := await pubsub.get_message(timeout=5)) is None or message[
+            "type"
+        ] != "message":
+            pass
+        forward = json.loads(message["data"])
+        moved = {"kind": "moved", "id": forward["id"],
+                 "connection_id": forward["connection_id"], "frame": forward["frame"]}  # fmt: skip
+        await shared.publish(f"myagent_ws:replica:{forward['reply_to']}", json.dumps(moved))
+        await pubsub.unsubscribe()
+
+    owner_task = asyncio.create_task(hand_back_and_exit())
+    on_b = await open_ws(b)
+    message = {"event": "user.message", "session_id": sid, "content": "hi", "request_id": "m1"}
+    await on_b.send_json(message)
+    await owner_task
+    run = await receive_until(on_b)
+    assert run[-1]["event"] == "agent.final_answer" and run[-1]["content"] == "only once"
+    await on_b.send_json({"event": "user.ping", "request_id": "p1"})
+    after = await receive_until(on_b, "system.pong")  # read once the message was handled
+    assert [f["event"] for f in after] == ["system.pong"], after  # not run, nor answered, again
+    assert [f["seq"] for f in run] == list(range(2, len(run) + 2))
+    await pubsub.aclose()
+    await shared.aclose()
     await on_b.close()
 
 
