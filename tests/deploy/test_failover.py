@@ -436,7 +436,8 @@ async def test_rolling_restart_of_every_replica_keeps_every_conversation(
         try:
             talk.check_log()  # no client saw a seq twice, or missed one
         except AssertionError as exc:
-            raise AssertionError(f"client {client.index}: {exc}; what it did: {client.trace}") from None
+            trace = client.trace
+            raise AssertionError(f"client {client.index}: {exc}; what it did: {trace}") from None
         ends: dict[str, int] = {}
         for frame in talk.terminals():
             ends[frame["run_id"]] = ends.get(frame["run_id"], 0) + 1
