@@ -15,8 +15,7 @@ from typing import Annotated, Literal, Protocol, assert_never
 import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from service.commands import Commands
-from service.commands import Moved as MovedHere
+from service.commands import Commands, Moved
 from service.errors import StoreUnavailable
 from service.protocol import ClientEvent, ServerEvent, client_events
 from service.replay import Caller
@@ -53,21 +52,14 @@ class Deliver(BaseModel):
     seq: int | None = None
 
 
-class Moved(BaseModel):
-    """A forwarded command's answer: not carried out, the receiving replica no longer holds
-    its session (a drain handed it over); the sender takes the session and carries it out.
-
-    It is the one answer to that Forward, as Done is: a replica may exit right after it."""
-
-    kind: Literal["moved"] = "moved"
-    id: str
-
-
 class Done(BaseModel):
-    """A forwarded command carried out (its replies, sent before this, are on their way)."""
+    """A forwarded command's one answer: carried out (its replies, sent before this, are on
+    their way), or not, `held` false: the receiving replica no longer holds its session (a
+    drain handed it over), so the sender takes the session and carries it out itself."""
 
     kind: Literal["done"] = "done"
     id: str
+    held: bool = True
 
 
 class Probe(BaseModel):
@@ -76,7 +68,7 @@ class Probe(BaseModel):
     kind: Literal["probe"] = "probe"
 
 
-ReplicaMessage = Annotated[Forward | Deliver | Moved | Done | Probe, Field(discriminator="kind")]
+ReplicaMessage = Annotated[Forward | Deliver | Done | Probe, Field(discriminator="kind")]
 replica_messages: TypeAdapter[ReplicaMessage] = TypeAdapter(ReplicaMessage)
 
 
@@ -197,9 +189,9 @@ class Replicas:
                     socket.deliver(message.data, message.event)
             case Forward():
                 await self.carry_out(message)
-            case Moved(id=answered) | Done(id=answered):  # the command waiting for it goes on
+            case Done(id=answered, held=held):  # the command waiting for it goes on
                 if (done := self.unanswered.get(answered)) is not None and not done.done():
-                    done.set_result(message.kind == "done")
+                    done.set_result(held)
             case Probe():
                 pass
             case _:
@@ -210,9 +202,9 @@ class Replicas:
         caller = RemoteCaller(message)
         try:
             await self.commands.handle(caller, client_events.validate_json(message.frame))
-            replies: list[Deliver | Moved | Done] = [*caller.replies, Done(id=message.id)]
-        except MovedHere:  # held here no more (a drain handed it over): the sender adopts it
-            replies = [Moved(id=message.id)]
+            replies: list[Deliver | Done] = [*caller.replies, Done(id=message.id)]
+        except Moved:  # held here no more (a drain handed it over): the sender adopts it
+            replies = [Done(id=message.id, held=False)]
         for reply in replies:
             try:
                 async with answering():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import redis.asyncio
 import structlog
@@ -12,7 +11,9 @@ from aiohttp import WSMsgType
 from myagent.llm import AssistantTurn
 from service.app import create_app, drain
 from service.keys import sessions_key, store_key
+from service.replicas import Done, Forward, replica_messages
 from service.state.redis import session_key
+from service.state.redis_bus import replica_channel
 from tests.service.conftest import (
     UNLIMITED,
     GateTool,
@@ -212,17 +213,17 @@ async def test_command_handed_back_by_an_owner_on_its_way_out_is_carried_out_onc
     shared = redis.asyncio.from_url(redis_url, decode_responses=True)
     await shared.hset(session_key(sid), "owner", owner)
     pubsub = shared.pubsub()
-    await pubsub.subscribe(f"myagent_ws:replica:{owner}")
+    await pubsub.subscribe(replica_channel(owner))
 
     async def hand_back_and_exit() -> None:
-        while (message := await pubsub.get_message(timeout=5)) is None or message[
-            "type"
-        ] != "message":
-            pass
-        forward = json.loads(message["data"])
-        moved = {"kind": "moved", "id": forward["id"],
-                 "connection_id": forward["connection_id"], "frame": forward["frame"]}  # fmt: skip
-        await shared.publish(f"myagent_ws:replica:{forward['reply_to']}", json.dumps(moved))
+        async with asyncio.timeout(5):
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    break
+        forward = replica_messages.validate_json(message["data"])
+        assert isinstance(forward, Forward)
+        answer = Done(id=forward.id, held=False).model_dump_json()
+        await shared.publish(replica_channel(forward.reply_to), answer)
         await pubsub.unsubscribe()
 
     owner_task = asyncio.create_task(hand_back_and_exit())
