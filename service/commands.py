@@ -194,9 +194,13 @@ class Commands:
         await self.attach(caller, session)
         return session
 
-    async def reach(self, caller: Caller, frame: InSession) -> Session | None:
-        """The frame's session, held here and listened to by the caller; None: forwarded."""
-        target = await self.locate(caller, frame.session_id)
+    async def reach(
+        self, caller: Caller, frame: InSession, target: Session | Remote | None = None
+    ) -> Session | None:
+        """The frame's session (`target`, if located already), held here and listened to by
+        the caller; None: forwarded."""
+        if target is None:
+            target = await self.locate(caller, frame.session_id)
         if isinstance(target, Remote):
             return await self.forward(caller, target, frame)
         await self.attach(caller, target)
@@ -225,15 +229,19 @@ class Commands:
                 f"content: {len(frame.content)} characters, over the limit of {limit} "
                 "(sessions.max_message_chars); send a shorter message"
             )
-        session = await self.reach(caller, frame)
+        target = await self.locate(caller, frame.session_id)
+        # What the session had sent when the command came: a later frame reaches the caller
+        # as every frame does (live, or from the log that a take-over replays), not again.
+        sent = target.record.last_seq if isinstance(target, Remote) else target.events.sent_seq
+        session = await self.reach(caller, frame, target)
         if session is None:
             return
         if not session.runs.answers(frame.request_id):  # a retry is no new work
             self.lifecycle.refuse_new_work()
         again = session.runs.submit(frame.content, frame.request_id)
-        if isinstance(again, Frame):  # a retried request_id: the first run's terminal frame
+        if isinstance(again, Frame) and again.seq <= sent:  # a retry: its run's terminal frame
             caller.redeliver(session.id, again)
-        elif isinstance(again, int):
+        elif isinstance(again, int) and again <= sent:
             await self.replay.send_again(caller, session.id, again)
 
     async def close(self, caller: Caller, frame: UserCloseSession) -> None:

@@ -242,6 +242,44 @@ async def test_command_handed_back_by_an_owner_on_its_way_out_is_carried_out_onc
     await on_b.close()
 
 
+async def test_run_cut_by_its_owners_death_is_ended_once_for_the_retry_that_finds_it(
+    aiohttp_client, redis_url: str, gate_tool: GateTool
+) -> None:
+    """A's run of m1 was going when A died (its lease not yet run out); the client sends m1
+    again through B. B takes the session over, which ends the cut run (run_lost): the client
+    gets that frame once, as the next frame of the session's log, not also as the retry's
+    answer; a retry from a socket that was not there is answered with it."""
+    factory = scripted(AssistantTurn.call("slow_lookup", query="x"), "never", tools=[gate_tool])
+    a, b = await two_instances(aiohttp_client, redis_url, factory)
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    message = {"event": "user.message", "session_id": sid, "content": "go", "request_id": "m1"}
+    await on_a.send_json(message)
+    seen = await receive_until(on_a, "agent.tool_call")
+    await asyncio.wait_for(gate_tool.started.wait(), 5)
+    await on_a.close()
+    await a.app[store_key].sync()
+    await a.app[store_key].monitor_stop()  # A renews its leases no more
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.hset(session_key(sid), "owner", "f" * 32)  # killed: nobody on its channel
+    await shared.aclose()
+    on_b = await open_ws(b)
+    await on_b.send_json(message)
+    ended = await receive_until(on_b)
+    await b.app[store_key].sync()  # B's log holds the run_lost frame: sent live, if not yet
+    await on_b.send_json({"event": "user.ping", "request_id": "p1"})
+    after = await receive_until(on_b, "system.pong")
+    assert [(f["event"], f.get("code")) for f in ended] == [("agent.error", "run_lost")]
+    assert ended[0]["seq"] == seen[-1]["seq"] + 1 and ended[0]["request_id"] == "m1"
+    assert [f["event"] for f in after] == ["system.pong"], after  # not sent a second time
+    other = await open_ws(b)
+    await other.send_json(message)
+    assert await receive_until(other) == ended
+    gate_tool.gate.set()  # A's run, cut off from the store, ends with the test
+    await other.close()
+    await on_b.close()
+
+
 async def test_retried_request_through_b_is_answered_by_the_first_run(
     aiohttp_client, redis_url: str
 ) -> None:
