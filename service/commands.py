@@ -171,13 +171,21 @@ class Commands:
             raise not_found(session_id)
         return found
 
-    async def take_over(self, record: SessionRecord) -> Session:
+    async def take_over(self, remote: Remote) -> Session:
         """Adopt a session whose owner does not answer (it died, its lease not yet run out), or
-        that its owner handed back unanswered (it holds it no more: a drain released it)."""
+        that its owner handed back unanswered (it holds it no more: a drain released it). Only
+        that owner's lease is overridden: if another replica took the session meanwhile (a
+        command for it came there at the same time), it runs there, and this one is told to
+        come again, so that one message never runs on two replicas."""
         self.lifecycle.refuse_new_work()  # draining: another replica will take it
-        found = await self.registry.adopt(record, force=True)
-        if not isinstance(found, Session):
-            raise not_found(record.session_id)
+        found = await self.registry.adopt(remote.record, gone=remote.owner)
+        if isinstance(found, Held):
+            raise StoreUnavailable(
+                f"session {remote.record.session_id!r} is changing servers; retry in a moment",
+                retry_after_s=1.0,
+            )
+        if found is None:
+            raise not_found(remote.record.session_id)
         return found
 
     async def forward(self, caller: Caller, remote: Remote, frame: ClientEvent) -> Session | None:
@@ -190,7 +198,7 @@ class Commands:
         )
         if await self.forwarder.forward(remote.owner, frame, caller):
             return None
-        session = await self.take_over(remote.record)
+        session = await self.take_over(remote)
         await self.attach(caller, session)
         return session
 
@@ -267,7 +275,7 @@ class Commands:
         if isinstance(target, Remote) and target.record.state.run_id:
             assert self.forwarder is not None  # a run goes there: is its server alive?
             if not await self.forwarder.probe(target.owner):
-                target = await self.take_over(target.record)
+                target = await self.take_over(target)
         if isinstance(target, Remote):
             position, replayed = await self.replay.shared(caller, target.record, frame.last_seq)
             caller.follow(target.record.session_id, position, bool(target.record.state.run_id))

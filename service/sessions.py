@@ -143,25 +143,25 @@ class SessionRegistry:
             raise not_found(session_id)  # the same answer as for a session that does not exist
         return session
 
-    async def adopt(self, record: SessionRecord, *, force: bool = False) -> Session | Held | None:
+    async def adopt(self, record: SessionRecord, *, gone: str = "") -> Session | Held | None:
         """Take a session from the store (another replica's that is gone, or one left by a
         drain or a restart): its agent rebuilt, its memory restored, a cut run ended."""
         if (held := self.sessions.get(record.session_id)) is not None:
             return held
         task = self.adopting.get(record.session_id)
         if task is None:  # one adoption at a time per session
-            task = asyncio.ensure_future(self._adopt(record.session_id, record.agent, force))
+            task = asyncio.ensure_future(self._adopt(record.session_id, record.agent, gone))
             self.adopting[record.session_id] = task
             task.add_done_callback(lambda _: self.adopting.pop(record.session_id, None))
         return await asyncio.shield(task)
 
-    async def _adopt(self, session_id: str, agent: str, force: bool) -> Session | Held | None:
+    async def _adopt(self, session_id: str, agent: str, gone: str) -> Session | Held | None:
         spec = self.agents.get(agent)
         if spec is None:  # a replica that serves other agents: not ours to run
             log.warning("session_not_adopted", session_id=session_id, agent=agent)
             raise not_found(session_id)
         events = EventLog(session_id, self.store)
-        found = await self.store.acquire(session_id, events, force=force)
+        found = await self.store.acquire(session_id, events, gone=gone)
         if not isinstance(found, SessionRecord):
             return found
         agent_obj = spec.factory()

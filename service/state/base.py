@@ -158,12 +158,13 @@ class StateStore(Protocol):
         """Forget the session, its memory and its log."""
 
     async def acquire(
-        self, session_id: str, owner: Owner, *, force: bool = False
+        self, session_id: str, owner: Owner, *, gone: str = ""
     ) -> SessionRecord | Held | None:
         """Take the lease (a new epoch if the owner changes) and the record with its memory.
 
-        Held if another replica's lease still runs (unless `force`: that replica is gone);
-        None if there is no such session.
+        Held if another replica's lease still runs, unless that replica is `gone` (found gone
+        by the caller: its lease is overridden, but not the lease of one that took the session
+        since); None if there is no such session.
         """
 
     async def peek(self, session_id: str) -> SessionRecord | None:

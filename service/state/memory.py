@@ -112,12 +112,12 @@ class MemoryState:
             del self.entries[session_id]
 
     async def acquire(
-        self, session_id: str, owner: Owner, *, force: bool = False
+        self, session_id: str, owner: Owner, *, gone: str = ""
     ) -> SessionRecord | Held | None:
         entry = self.entries.get(session_id)
         if entry is None:
             return None
-        if entry.owner is not None and entry.owner is not owner and not force:
+        if entry.owner is not None and entry.owner is not owner and gone != self.replica:
             return Held(self.replica)
         entry.epoch += 1  # every acquire fences the writes before it
         entry.owner = owner

@@ -164,12 +164,12 @@ class RedisState(QueuedWrites):
     # --- reads ------------------------------------------------------------------------------
 
     async def acquire(
-        self, session_id: str, owner: Owner, *, force: bool = False
+        self, session_id: str, owner: Owner, *, gone: str = ""
     ) -> SessionRecord | Held | None:
         keys = [session_key(session_id), memory_key(session_id)]
         async with answering():
             reply = await self.scripts["ACQUIRE"](
-                keys=keys, args=[self.replica, self.lease_ms, int(force)]
+                keys=keys, args=[self.replica, self.lease_ms, gone]
             )
         if not reply:
             return None

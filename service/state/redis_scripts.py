@@ -61,7 +61,8 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 """
 
-# KEYS: session, memory. ARGV: replica, lease_ms, force ('1': the holder is gone).
+# KEYS: session, memory. ARGV: replica, lease_ms, gone (a holder found gone, whose lease is
+# overridden: only that one's, never a live replica's that took the session since; '' for none).
 # Returns false (no session), {'held', owner}, or {'ok', fields..., memory}.
 ACQUIRE = (
     NOW_MS
@@ -69,7 +70,7 @@ ACQUIRE = (
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-if owner ~= '' and owner ~= ARGV[1] and lease > now and ARGV[3] ~= '1' then
+if owner ~= '' and owner ~= ARGV[1] and lease > now and owner ~= ARGV[3] then
   return {'held', owner}
 end
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)  -- every acquire fences the writes before it

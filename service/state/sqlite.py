@@ -193,7 +193,7 @@ class SqliteState(QueuedWrites):
     # --- reads ----------------------------------------------------------------------------
 
     async def acquire(
-        self, session_id: str, owner: Owner, *, force: bool = False
+        self, session_id: str, owner: Owner, *, gone: str = ""
     ) -> SessionRecord | Held | None:
         def take(db: sqlite3.Connection) -> SessionRecord | Held | None:
             row = db.execute(
@@ -201,7 +201,7 @@ class SqliteState(QueuedWrites):
             ).fetchone()
             if row is None:
                 return None
-            if row[3] not in ("", self.replica) and not force:
+            if row[3] not in ("", self.replica, gone):
                 return Held(row[3])
             epoch = row[2] + 1  # every acquire fences the writes before it
             db.execute(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import redis.asyncio
 import structlog
 from aiohttp import WSMsgType
 
 from myagent.llm import AssistantTurn
+from myagent.tool.base_tool import BaseTool, ToolResult
 from service.app import create_app, drain
 from service.keys import sessions_key, store_key
 from service.replicas import Done, Forward, replica_messages
@@ -278,6 +280,50 @@ async def test_run_cut_by_its_owners_death_is_ended_once_for_the_retry_that_find
     gate_tool.gate.set()  # A's run, cut off from the store, ends with the test
     await other.close()
     await on_b.close()
+
+
+class CountingTool(BaseTool):
+    """A tool that records each time it really runs (shared by every replica's agents)."""
+
+    name = "count"
+    description = "count"
+    calls: Any = None
+
+    async def execute(self, city: str = "") -> ToolResult:
+        self.calls.append(city)
+        return ToolResult(output=f"counted {city}")
+
+
+async def test_two_replicas_taking_a_dead_owners_session_at_once_run_its_message_once(
+    aiohttp_client, redis_url: str
+) -> None:
+    """The session's owner died; the same message (retried by a client, or sent by two
+    tabs) reaches B and C at once. One of them takes the session over and runs it; the other
+    must not take it from that live replica too (a second run of the tool): it answers
+    `unavailable`, and the message sent again there is answered by the one run."""
+    tool = CountingTool(calls=[])
+    factory = scripted(AssistantTurn.call("count", city="x"), "done", tools=[tool])
+    config = settings(state={"redis_url": redis_url})
+    a, b, c = [await aiohttp_client(create_app(config, {"weather": factory})) for _ in "abc"]
+    on_a = await open_ws(a)
+    sid = await create_session(on_a)
+    await on_a.close()
+    await a.app[store_key].sync()
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.hset(session_key(sid), "owner", "f" * 32)  # killed: nobody on its channel
+    await shared.aclose()
+    on_b, on_c = await open_ws(b), await open_ws(c)
+    message = {"event": "user.message", "session_id": sid, "content": "go", "request_id": "m1"}
+    await asyncio.gather(on_b.send_json(message), on_c.send_json(message))
+    ends = [(await receive_until(ws))[-1] for ws in (on_b, on_c)]
+    for ws, end in zip((on_b, on_c), ends, strict=True):
+        if end.get("code") == "unavailable":  # as the error says: send it again
+            await ws.send_json(message)
+            end = (await receive_until(ws))[-1]
+        assert (end["event"], end.get("content")) == ("agent.final_answer", "done"), end
+    assert tool.calls == ["x"]  # one run of the message, on one replica
+    await on_b.close()
+    await on_c.close()
 
 
 async def test_retried_request_through_b_is_answered_by_the_first_run(

@@ -137,7 +137,7 @@ async def test_store_fences_the_former_owner(store: StateStore) -> None:
     store.commit("s1", 1, frames(1, 1))
     await store.sync()
     second = Owner()
-    taken = await store.acquire("s1", second, force=True)  # its owner is gone
+    taken = await store.acquire("s1", second, gone=store.replica)  # its owner is gone
     assert isinstance(taken, SessionRecord) and taken.epoch == 2
     store.commit("s1", 1, frames(2, 2))  # a late write of the former owner
     store.commit("s1", 2, frames(2, 3))
@@ -157,6 +157,28 @@ async def test_store_deletes_a_session_and_all_of_it(store: StateStore) -> None:
     assert await store.peek("s1") is None
     assert await store.read("s1", 0, 10) is None
     assert await store.acquire("s1", Owner()) is None
+
+
+async def test_redis_overrides_only_the_lease_of_the_replica_found_gone(redis_url: str) -> None:
+    """Two replicas find a session's owner gone at once: the first takes it over; the other
+    must not take it from that live one (the lease it would override is no longer the dead
+    owner's), or a message would run on both."""
+    bounds = {"max_events": 10, "max_bytes": 1000, "retention_s": 60}
+    one, two, three = (RedisState(redis_url, lease_s=30, **bounds) for _ in range(3))
+    for store in (one, two, three):
+        await store.start()
+    try:
+        one.create(record(), Owner())
+        await one.sync()
+        await one.monitor_stop()  # `one` died, its lease not yet run out
+        taken = await two.acquire("s1", Owner(), gone=one.replica)
+        assert isinstance(taken, SessionRecord) and taken.owner == two.replica
+        assert await three.acquire("s1", Owner(), gone=one.replica) == Held(two.replica)
+        again = await three.acquire("s1", Owner(), gone=two.replica)  # `two` found gone too
+        assert isinstance(again, SessionRecord) and again.epoch == taken.epoch + 1
+    finally:
+        for store in (one, two, three):
+            await store.close()
 
 
 async def test_redis_lease_holds_a_session_for_its_replica_until_it_runs_out(
