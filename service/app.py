@@ -70,9 +70,10 @@ def as_specs(agents: Mapping[str, AgentSpec | AgentFactory]) -> dict[str, AgentS
 
 
 def session_lost(session: Session, reason: LostReason) -> None:
-    """A session is no longer held here: its socket follows it elsewhere, or is told."""
-    if isinstance(session.listener, Connection):
-        session.listener.session_lost(session, reason)
+    """A session is no longer held here: its sockets follow it elsewhere, or are told."""
+    for listener in [*session.listeners]:
+        if isinstance(listener, Connection):
+            listener.session_lost(session, reason)
 
 
 async def state_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -8,8 +8,7 @@ adopted, when that replica is gone), and where every error becomes `agent.error`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import assert_never
 
 import structlog
 
@@ -21,6 +20,7 @@ from service.errors import (
     ServiceError,
     StoreUnavailable,
 )
+from service.forwarding import Forwarder, Moved, Remote
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.protocol import (
@@ -42,30 +42,10 @@ from service.protocol import (
 from service.replay import Caller, Replay
 from service.sessions import Session, SessionRegistry, not_found
 from service.settings import SessionSettings
-from service.state.base import Frame, Held, SessionRecord, StateStore
+from service.state.base import Frame, Held, StateStore
 
 log = structlog.get_logger("myagent_ws.commands")
 InSession = UserMessage | UserCancel | UserApprove | UserGetUsage  # carried out where it is held
-
-
-class Forwarder(Protocol):
-    """Sends a command to the replica that holds its session (service.replicas)."""
-
-    async def forward(self, owner: str, frame: ClientEvent, caller: Caller) -> int: ...
-
-    async def probe(self, owner: str) -> int: ...
-
-
-class Moved(Exception):  # a signal between replicas, not an error of anyone's
-    """A forwarded command's session is no longer held by the replica it was sent to."""
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    """A session held by another replica whose lease still runs."""
-
-    record: SessionRecord
-    owner: str
 
 
 class Commands:

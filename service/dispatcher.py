@@ -155,7 +155,7 @@ class Connection:
             )
 
     def attach(self, session: Session, since: int | None = None) -> None:
-        if session.listener is self:
+        if self.sessions.get(session.id) is session:
             return
         self.check_room(session.id)
         session.attach(self)
@@ -213,15 +213,15 @@ class Connection:
         """Seconds since the client's last frame, or since a run it listens to last went."""
         if self.closing:
             return 0.0
-        if any(s.running for s in self.sessions.values() if s.listener is self) or any(
+        if any(s.running for s in self.sessions.values()) or any(
             f.running for f in self.followed.values()
         ):
             self.last_frame_at = now  # not idle: idle time counts from the run's end
         return now - self.last_frame_at
 
     def release(self) -> None:
-        """Stop the writer and the follows; detach this socket's sessions, or cancel them
-        (sessions.on_disconnect: cancel).
+        """Stop the writer and the follows; detach this socket's sessions, or cancel those no
+        other socket listens to (sessions.on_disconnect: cancel).
 
         Synchronous on purpose: aiohttp may cancel the handler task as the peer goes away, and
         an await here would leave the cleanup half done.
@@ -233,10 +233,10 @@ class Connection:
             self.unfollow(session_id)
         cancel = self.settings.sessions.on_disconnect == "cancel"
         for session in self.sessions.values():
-            if session.listener is not self:  # another socket took it over: not ours to end
+            if self not in session.listeners:  # closed since (through another socket)
                 continue
             session.detach(self)
-            if cancel:
+            if cancel and not session.listeners:  # the last socket on it: it ends with it
                 self.commands.registry.forget(session)
         self.sessions.clear()
 

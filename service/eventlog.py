@@ -1,4 +1,4 @@
-"""EventLog: a session's numbered events, saved in the state store, then sent to its listener.
+"""EventLog: a session's numbered events, saved in the state store, then sent to its listeners.
 
 A frame goes to the socket once the store holds it (at once with the memory backend), so a
 client has no event that a resume, here or on another replica, could not replay; a retried
@@ -23,13 +23,13 @@ HIGH_WATER = 500  # frames not yet saved before a run waits for the store (Redis
 
 
 class Listener(Protocol):
-    """Where a session's live events go: the connection attached to it."""
+    """Where a session's live events go: each connection attached to it."""
 
     def deliver(self, data: str, event: str) -> None: ...
 
 
 class EventLog:
-    """Numbers a session's events and sends each one, once saved, to the attached listener."""
+    """Numbers a session's events and sends each one, once saved, to the attached listeners."""
 
     def __init__(
         self,
@@ -44,10 +44,10 @@ class EventLog:
         self.store = store
         self.seq = seq  # the last seq given out
         self.written_seq = seq  # the last seq the store holds
-        self.sent_seq = seq  # the last seq sent to the listener (>= written_seq)
+        self.sent_seq = seq  # the last seq sent to the listeners (>= written_seq)
         self.epoch = epoch
         self.unwritten: deque[Frame] = deque()
-        self.listener: Listener | None = None
+        self.listeners: list[Listener] = []  # the sockets attached to it (tabs, reconnects)
         self.on_lost = on_lost
         self.lost_reason: LostReason | None = None
         self.lagging = False  # too many frames wait for the store: runs pause (wait_room)
@@ -101,13 +101,13 @@ class EventLog:
 
     def written(self, seq: int) -> None:
         """The store holds every frame up to `seq`: send those not sent yet."""
-        unwritten, listener = self.unwritten, self.listener
+        unwritten, listeners = self.unwritten, self.listeners
         while unwritten and unwritten[0].seq <= seq:
             frame = unwritten.popleft()
             self.written_seq = frame.seq
             if frame.seq > self.sent_seq:
                 self.sent_seq = frame.seq
-                if listener is not None:
+                for listener in listeners:
                     listener.deliver(frame.data, frame.event)
         if self.lagging and len(unwritten) <= HIGH_WATER // 2:
             self.lagging = False
@@ -115,11 +115,11 @@ class EventLog:
 
     def hurry(self) -> None:
         """The store does not answer: send what waits for it now (it is saved when it is back)."""
-        listener = self.listener
+        listeners = self.listeners
         for frame in self.unwritten:
             if frame.seq > self.sent_seq:
                 self.sent_seq = frame.seq
-                if listener is not None:
+                for listener in listeners:
                     listener.deliver(frame.data, frame.event)
 
     def sent_unwritten(self, after_seq: int) -> list[Frame]:

@@ -15,8 +15,9 @@ from typing import Annotated, Literal, Protocol, assert_never
 import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from service.commands import Commands, Moved
+from service.commands import Commands
 from service.errors import StoreUnavailable
+from service.forwarding import Moved
 from service.protocol import ClientEvent, ServerEvent, client_events
 from service.replay import Caller
 from service.sessions import Session

@@ -49,25 +49,29 @@ class Session:
         self.detached_at: float | None = time.monotonic()
 
     @property
-    def listener(self) -> Listener | None:
-        return self.events.listener
+    def listeners(self) -> list[Listener]:
+        return self.events.listeners
 
     @property
     def running(self) -> bool:
         return self.runs.running
 
     def attach(self, listener: Listener) -> None:
-        self.events.listener = listener
+        """One more socket gets the live events (one already attached gets them once)."""
+        if listener not in self.events.listeners:
+            self.events.listeners.append(listener)
         self.detached_at = None
 
     def detach(self, listener: Listener) -> None:
-        if self.events.listener is listener:
-            self.events.listener = None
-            self.detached_at = time.monotonic()
+        listeners = self.events.listeners
+        if listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                self.detached_at = time.monotonic()
 
     def ran(self) -> None:
         """A run ended: retention counts from now if no socket is attached."""
-        if self.events.listener is None:
+        if not self.events.listeners:
             self.detached_at = time.monotonic()
 
 
@@ -226,7 +230,7 @@ class SessionRegistry:
         expired = [
             s
             for s in self.sessions.values()
-            if s.listener is None
+            if not s.listeners
             and not s.running
             and s.detached_at is not None
             and now - s.detached_at >= retention_s

@@ -380,6 +380,31 @@ async def test_old_socket_closing_spares_a_session_another_socket_took_over(
     await new.close()
 
 
+async def test_two_sockets_on_one_session_both_get_every_live_frame(aiohttp_client) -> None:
+    """Two tabs on one conversation: the second resuming it does not silence the first; each
+    gets every frame of a run either one starts, once, in order; with on_disconnect: cancel,
+    one of them closing spares the session the other still listens to."""
+    app = create_app(settings(sessions={"on_disconnect": "cancel"}), {"weather": offline_weather})
+    app[connections_key] = connections = WatchedSet()
+    client = await aiohttp_client(app)
+    first = await open_ws(client)
+    sid = await create_session(first)
+    second = await open_ws(client)
+    await second.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(second, "agent.session_resumed")
+    await first.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+    runs = [await receive_until(ws) for ws in (first, second)]
+    assert runs[0] == runs[1] and runs[0][-1]["event"] == "agent.final_answer"
+    assert [f["seq"] for f in runs[0]] == list(range(2, 2 + len(runs[0])))
+    await first.close()
+    await asyncio.wait_for(connections.discarded.wait(), 5)  # the first socket is released
+    await second.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
+    again = await receive_until(second)
+    assert again[-1]["event"] == "agent.final_answer"
+    assert again[0]["seq"] == runs[0][-1]["seq"] + 1
+    await second.close()
+
+
 async def test_taking_sessions_over_by_cancel_stops_at_max_per_connection(aiohttp_client) -> None:
     app = create_app(settings(sessions={"max_per_connection": 2}), {"weather": offline_weather})
     client = await aiohttp_client(app)
