@@ -48,6 +48,12 @@ log = structlog.get_logger("myagent_ws.commands")
 InSession = UserMessage | UserCancel | UserApprove | UserGetUsage  # carried out where it is held
 
 
+def changing_servers(session_id: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"session {session_id!r} is changing servers; retry in a moment", retry_after_s=1.0
+    )
+
+
 class Commands:
     """Carries out client events on sessions, for local and forwarded callers alike."""
 
@@ -142,10 +148,7 @@ class Commands:
         found = await self.registry.adopt(record)
         if isinstance(found, Held):
             if found.owner == self.store.replica or self.forwarder is None:
-                raise StoreUnavailable(  # moving between replicas right now
-                    f"session {session_id!r} is changing servers; retry in a moment",
-                    retry_after_s=1.0,
-                )
+                raise changing_servers(session_id)  # moving between replicas right now
             return Remote(record, found.owner)
         if found is None:
             raise not_found(session_id)
@@ -160,10 +163,7 @@ class Commands:
         self.lifecycle.refuse_new_work()  # draining: another replica will take it
         found = await self.registry.adopt(remote.record, gone=remote.owner)
         if isinstance(found, Held):
-            raise StoreUnavailable(
-                f"session {remote.record.session_id!r} is changing servers; retry in a moment",
-                retry_after_s=1.0,
-            )
+            raise changing_servers(remote.record.session_id)
         if found is None:
             raise not_found(remote.record.session_id)
         return found

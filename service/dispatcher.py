@@ -233,8 +233,6 @@ class Connection:
             self.unfollow(session_id)
         cancel = self.settings.sessions.on_disconnect == "cancel"
         for session in self.sessions.values():
-            if self not in session.listeners:  # closed since (through another socket)
-                continue
             session.detach(self)
             if cancel and not session.listeners:  # the last socket on it: it ends with it
                 self.commands.registry.forget(session)
