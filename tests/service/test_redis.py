@@ -36,6 +36,15 @@ async def two_instances(aiohttp_client, redis_url: str, factory):  # type: ignor
     return a, b
 
 
+async def owner_killed(holder, redis_url: str, sid: str) -> None:  # type: ignore[no-untyped-def]
+    """The session's holder, once its writes are in, as Redis sees a killed replica: its lease
+    runs, and nobody listens on its channel."""
+    await holder.app[store_key].sync()
+    shared = redis.asyncio.from_url(redis_url)
+    await shared.hset(session_key(sid), "owner", "f" * 32)
+    await shared.aclose()
+
+
 async def test_run_on_a_resumed_through_b_sees_every_event_in_order(
     aiohttp_client, redis_url: str, gate_tool: GateTool
 ) -> None:
@@ -188,10 +197,7 @@ async def test_message_for_a_replica_that_died_is_answered_where_it_lands(
     on_a = await open_ws(a)
     sid = await create_session(on_a)
     await on_a.close()
-    await a.app[store_key].sync()
-    shared = redis.asyncio.from_url(redis_url)
-    await shared.hset(session_key(sid), "owner", "f" * 32)  # killed: nobody on its channel
-    await shared.aclose()
+    await owner_killed(a, redis_url, sid)
     on_b = await open_ws(b)
     await on_b.send_json({"event": "user.message", "session_id": sid, "content": "hi"})
     frames = await receive_until(on_b)  # not silence: B takes the session over
@@ -260,11 +266,8 @@ async def test_run_cut_by_its_owners_death_is_ended_once_for_the_retry_that_find
     seen = await receive_until(on_a, "agent.tool_call")
     await asyncio.wait_for(gate_tool.started.wait(), 5)
     await on_a.close()
-    await a.app[store_key].sync()
     await a.app[store_key].monitor_stop()  # A renews its leases no more
-    shared = redis.asyncio.from_url(redis_url)
-    await shared.hset(session_key(sid), "owner", "f" * 32)  # killed: nobody on its channel
-    await shared.aclose()
+    await owner_killed(a, redis_url, sid)
     on_b = await open_ws(b)
     await on_b.send_json(message)
     ended = await receive_until(on_b)
@@ -308,10 +311,7 @@ async def test_two_replicas_taking_a_dead_owners_session_at_once_run_its_message
     on_a = await open_ws(a)
     sid = await create_session(on_a)
     await on_a.close()
-    await a.app[store_key].sync()
-    shared = redis.asyncio.from_url(redis_url)
-    await shared.hset(session_key(sid), "owner", "f" * 32)  # killed: nobody on its channel
-    await shared.aclose()
+    await owner_killed(a, redis_url, sid)
     on_b, on_c = await open_ws(b), await open_ws(c)
     message = {"event": "user.message", "session_id": sid, "content": "go", "request_id": "m1"}
     await asyncio.gather(on_b.send_json(message), on_c.send_json(message))

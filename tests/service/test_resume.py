@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
@@ -259,7 +260,6 @@ async def test_many_clients_dropped_at_random_points_miss_nothing(aiohttp_client
 async def test_client_that_never_reads_holds_memory_under_the_bound(aiohttp_client) -> None:
     import tracemalloc
     from collections.abc import AsyncIterator, Sequence
-    from typing import Any
 
     from myagent import create_react_agent
     from myagent.schema import Message
@@ -362,17 +362,25 @@ class WatchedSet(set):  # type: ignore[type-arg]
         self.discarded.set()
 
 
+async def two_sockets_on_one_session(
+    client: Any,
+) -> tuple[ClientWebSocketResponse, ClientWebSocketResponse, str]:
+    """A session created on one socket, and a second socket that resumed it."""
+    first = await open_ws(client)
+    sid = await create_session(first)
+    second = await open_ws(client)
+    await second.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
+    await receive_until(second, "agent.session_resumed")
+    return first, second, sid
+
+
 async def test_old_socket_closing_spares_a_session_another_socket_took_over(
     aiohttp_client,
 ) -> None:
     app = create_app(settings(sessions={"on_disconnect": "cancel"}), {"weather": offline_weather})
     app[connections_key] = connections = WatchedSet()
     client = await aiohttp_client(app)
-    old = await open_ws(client)
-    sid = await create_session(old)
-    new = await open_ws(client)
-    await new.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
-    await receive_until(new, "agent.session_resumed")
+    old, new, sid = await two_sockets_on_one_session(client)
     await old.close()
     await asyncio.wait_for(connections.discarded.wait(), 5)  # the old socket is released
     await new.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
@@ -387,11 +395,7 @@ async def test_two_sockets_on_one_session_both_get_every_live_frame(aiohttp_clie
     app = create_app(settings(sessions={"on_disconnect": "cancel"}), {"weather": offline_weather})
     app[connections_key] = connections = WatchedSet()
     client = await aiohttp_client(app)
-    first = await open_ws(client)
-    sid = await create_session(first)
-    second = await open_ws(client)
-    await second.send_json({"event": "user.resume_session", "session_id": sid, "last_seq": 1})
-    await receive_until(second, "agent.session_resumed")
+    first, second, sid = await two_sockets_on_one_session(client)
     await first.send_json({"event": "user.message", "session_id": sid, "content": "查询北京天气"})
     runs = [await receive_until(ws) for ws in (first, second)]
     assert runs[0] == runs[1] and runs[0][-1]["event"] == "agent.final_answer"
