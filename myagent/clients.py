@@ -13,7 +13,9 @@ import os
 import weakref
 from typing import Any
 
+import httpx2
 import openai
+from openai._models import FinalRequestOptions
 
 Key = tuple[str | None, str | None, float, int, str]
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, Lease]] = (
@@ -57,7 +59,7 @@ def acquire(args: dict[str, Any]) -> Lease:
         pool = {}
     lease = pool.get(key)
     if lease is None or lease.client.is_closed():
-        client = openai.AsyncOpenAI(
+        client = SharedClient(
             api_key=key[0],
             base_url=key[1],
             timeout=key[2],
@@ -67,6 +69,75 @@ def acquire(args: dict[str, Any]) -> Lease:
         lease = pool[key] = Lease(key, client, pool)
     lease.users += 1
     return lease
+
+
+Shape = tuple[str, httpx2.URL, httpx2.Headers, dict[str, Any]]  # a request but its body
+
+
+class SharedClient(openai.AsyncOpenAI):
+    """The SDK's AsyncOpenAI, building each request of a prepared body once per shape.
+
+    For every request the SDK merges its headers (auth, defaults, retry count, timeout) into
+    new httpx2 Headers five times over and parses its URL twice: about 0.18 ms of a request's
+    0.9 ms of CPU, and all of it the same from one call to the next. Here a request whose body
+    is prepared bytes (LLM.post_stream) is built by the SDK once for each method, URL, headers,
+    retry count and auth header it has, and later ones are that request with their own body.
+    Anything else (a JSON body, files, query parameters, a per-call timeout, cookies the
+    endpoint set) is built by the SDK as it is. Retries, auth hooks, the transport and the
+    error types are the SDK's.
+    """
+
+    _shapes: dict[tuple[Any, ...], Shape]
+
+    @property
+    def user_agent(self) -> str:  # the SDK names its class here; the endpoint sees the SDK's
+        return super().user_agent.replace(type(self).__name__, "AsyncOpenAI", 1)
+
+    def _build_request(
+        self, options: FinalRequestOptions, *, retries_taken: int = 0
+    ) -> httpx2.Request:
+        body = options.content
+        if (
+            not isinstance(body, bytes)
+            or options.json_data is not None
+            or options.extra_json is not None
+            or options.files is not None
+            or options.params
+            or not isinstance(options.timeout, openai.NotGiven)
+            or self._idempotency_header
+            or self._client.cookies
+        ):
+            return super()._build_request(options, retries_taken=retries_taken)
+        auth = self._auth_headers(options.security)
+        key = (
+            options.method,
+            options.url,
+            tuple(options.headers.items()) if options.headers else (),
+            retries_taken,
+            tuple(auth.items()),
+            self._auth_query(options.security) or None,
+            self.base_url,
+            self._platform,
+        )
+        shapes = self.__dict__.setdefault("_shapes", {})
+        shape = shapes.get(key)
+        if shape is None:
+            if len(shapes) >= 64:  # bounded: a rotating key makes a new shape each time
+                shapes.clear()
+            built = super()._build_request(options, retries_taken=retries_taken)
+            headers = httpx2.Headers(
+                [(k, v) for k, v in built.headers.raw if k.lower() != b"content-length"]
+            )
+            shape = shapes[key] = (built.method, built.url, headers, built.extensions)
+        method, url, headers, extensions = shape
+        headers = httpx2.Headers(headers)  # a copy: a list of the header tuples
+        headers["Content-Length"] = str(len(body))
+        # stream=: taken as given (content= would run every header through httpx2 again)
+        request = httpx2.Request(
+            method, url, headers=headers, stream=httpx2.ByteStream(body), extensions=extensions
+        )
+        request.read()
+        return request
 
 
 def http_client(timeout: float) -> Any:

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import openai
 import structlog
+from openai._models import FinalRequestOptions
 from pydantic import BaseModel, Field
 
 from myagent import clients
@@ -105,8 +106,8 @@ class LLM:
         self._client = client
         self._owns_client = client is None
         self._lease: clients.Lease | None = None
-        self._base_url: object = None  # the client's base_url that _chat_url was made of
-        self._chat_url = ""
+        self._base_url: object = None  # the client's base_url that _chat_options were made of
+        self._chat_options: FinalRequestOptions | None = None
         options: dict[str, Any] = {}
         if temperature is not None:
             options["temperature"] = temperature
@@ -137,10 +138,19 @@ class LLM:
         """The absolute chat-completions URL of the client's base_url. Given a relative path,
         the SDK parses it and merges it with base_url into a new URL on every call (about a
         twelfth of a request's CPU); an absolute one is parsed once and taken as it is."""
+        return self.chat_options.url
+
+    @property
+    def chat_options(self) -> FinalRequestOptions:
+        """The SDK's request options of a chat call but its body, made once per base_url
+        (FinalRequestOptions.construct, which `post` runs per call, costs more than the copy)."""
         base = self.client.base_url
-        if base is not self._base_url:
-            self._base_url, self._chat_url = base, f"{base}chat/completions"
-        return self._chat_url
+        if self._chat_options is None or base is not self._base_url:
+            self._base_url = base
+            self._chat_options = FinalRequestOptions.construct(
+                method="post", url=f"{base}chat/completions", headers=JSON_HEADERS
+            )
+        return self._chat_options
 
     async def aclose(self) -> None:
         """Let go of the shared client (closed with its last user); a later call gets one again."""
@@ -151,14 +161,8 @@ class LLM:
     async def post_stream(self, body: bytes) -> ChunkStream:
         """POST a prepared chat-completions body (RequestBody) through the SDK's client, its
         retries, auth and error types included; the streamed response, read by ChunkStream."""
-        return await self.client.post(
-            self.chat_url,
-            cast_to=object,
-            content=body,
-            options=JSON_CONTENT,
-            stream=True,
-            stream_cls=ChunkStream,
-        )
+        options = self.chat_options.model_copy(update={"content": body})
+        return await self.client.request(object, options, stream=True, stream_cls=ChunkStream)
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
@@ -223,7 +227,7 @@ class LLM:
         yield AssistantTurn(content="".join(text) or None, tool_calls=tool_calls, usage=turn_usage)
 
 
-JSON_CONTENT: Any = {"headers": {"Content-Type": "application/json"}}
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def refused(exc: BaseException) -> bool:

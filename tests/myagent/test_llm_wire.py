@@ -1,6 +1,7 @@
 """LLM's own wire path: prepared bodies, SSE read without the SDK's models, shared clients."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from myagent.errors import LLMError
 from myagent.schema import Function, ToolCall, Usage
 from myagent.wire import _SSEData
 from tests.myagent.helpers import WeatherTool, collect
-from tests.support.openai_server import Call, OpenAIServer, Raw, Text, ToolCalls
+from tests.support.openai_server import Call, HTTPError, OpenAIServer, Raw, Text, ToolCalls
 
 HI = [Message.user("hi")]
 
@@ -170,3 +171,38 @@ def test_agent_prompt_messages_are_made_once() -> None:
     assert first[0] is second[0] and first[-1] is second[-1]
     assert first[0].to_openai() == {"role": "system", "content": "sys"}
     assert first[-1].is_step_prompt
+
+
+async def test_shared_client_sends_each_request_as_the_sdk_builds_it(
+    openai_server: OpenAIServer,
+) -> None:
+    """The shared client builds a request of a prepared body once per shape and reuses it:
+    what it sends is what the SDK's own client on the same transport sends, retry count and
+    a key changed on the client included."""
+    import openai
+
+    body = b'{"model": "m", "messages": [], "stream": true}'
+    json_body: Any = {"headers": {"Content-Type": "application/json"}}
+    sdk = openai.AsyncOpenAI(
+        api_key="k",
+        base_url=openai_server.base_url,
+        timeout=60.0,  # LLM's default timeout_s
+        http_client=openai.DefaultAioHttpClient(),
+    )
+    llm = LLM(model="m", api_key="k", base_url=openai_server.base_url, max_retries=1)
+    openai_server.script(Text("a"), Text("b"))  # the two posts
+    openai_server.script(HTTPError.rate_limited(retry_after_ms=1), Text("c"), Text("d"))
+    for client in (sdk, llm.client):
+        await client.post(llm.chat_url, cast_to=object, content=body, options=json_body)
+    await collect(llm.stream(HI, []))  # a 429, then its retry
+    llm.client.api_key = "rotated"
+    await collect(llm.stream(HI, []))
+    await sdk.close()
+    await llm.aclose()
+    sent = [{k.lower(): v for k, v in r.headers.items()} for r in openai_server.requests]
+    theirs, ours, first, retry, rotated = sent
+    assert ours == theirs
+    assert {**first, "content-length": ""} == {**theirs, "content-length": ""}
+    assert (first["x-stainless-retry-count"], retry["x-stainless-retry-count"]) == ("0", "1")
+    assert retry["content-length"] == first["content-length"] != ours["content-length"]
+    assert [first["authorization"], rotated["authorization"]] == ["Bearer k", "Bearer rotated"]
