@@ -39,19 +39,23 @@ TOKEN = "benchtoken"
 ADK = HERE / "peers" / ".venv" / "bin" / "adk"
 CHUNKS = 20  # text chunks of the answer: with the tool call, 25 frames a turn
 SERVER_CPU, CLIENT_CPU = "1", "0"
-# (clients, measured turns each) ...; earlier turns before the measured ones; bounds
+# (clients, measured turns each) ...; earlier turns before the measured ones; bounds. A point
+# runs its turns or for within_s, whichever ends first: a few seconds of load for every server
+# (ADK does fewer turns in them), so one slow second of this shared machine moves it little.
 FULL: dict[str, Any] = {
-    "clients": [(1, 150), (10, 30), (50, 8)],
+    "clients": [(1, 600), (10, 80), (50, 16)],
     "history": [0, 1, 10, 50],
     "history_clients": 10,
-    "history_turns": 3,
-    "within_s": 30,
+    "history_turns": 6,
+    "history_sessions": 2,  # a measured turn has H to H + 2 earlier turns in its session
+    "within_s": 5,
 }
 QUICK: dict[str, Any] = {
     "clients": [(1, 5), (4, 3)],
     "history": [0, 2],
     "history_clients": 2,
     "history_turns": 2,
+    "history_sessions": 1,
     "within_s": 20,
 }
 
@@ -134,42 +138,50 @@ async def model_stats(base: str) -> dict[str, Any]:
         return dict(await response.json())
 
 
-async def measure_server(
-    server: str, env: dict[str, str], plan: dict[str, Any], pin: bool = True
+Point = tuple[str, int]  # ("clients", C) or ("history", H)
+
+
+def points(plan: dict[str, Any]) -> list[Point]:
+    return [("clients", c) for c, _ in plan["clients"]] + [("history", h) for h in plan["history"]]
+
+
+async def measure_point(
+    server: str, point: Point, env: dict[str, str], plan: dict[str, Any], pin: bool = True
 ) -> dict[str, Any]:
-    """One server's figures for one round: each client count, then each history length."""
+    """One server's figures at one point: started for it (a heap of its own), warmed up."""
     port = free_port()
     health = f"http://127.0.0.1:{port}/" + ("list-apps" if server == "adk" else "health")
-    out: dict[str, Any] = {"clients": {}, "history": {}}
     argv = command(server, port, env["OPENAI_BASE_URL"])
     argv = pinned(SERVER_CPU, argv) if pin else argv
+    part, n = point
     async with process(argv, env, health) as pid:
         client = adk_client(port) if server == "adk" else ws_client(port, TOKEN)
         await run_turns(client, pid, 2, turns=3)  # warm up: lazy imports, first connections
-        for clients, turns in plan["clients"]:  # each turn in a session of its own: no history
+        if part == "clients":  # each turn in a session of its own: no history
+            turns = dict(plan["clients"])[n]
             load = await run_turns(
-                client, pid, clients, turns=turns, sessions=turns, within_s=plan["within_s"]
+                client, pid, n, turns=turns, sessions=turns, within_s=plan["within_s"]
             )
-            out["clients"][str(clients)] = load.summary()
-        for history in plan["history"]:
-            load = await run_turns(
-                client,
-                pid,
-                plan["history_clients"],
-                turns=plan["history_turns"],
-                history=history,
-                within_s=plan["within_s"],
-            )
-            figures = load.summary()
-            figures["request_bytes"] = (await model_stats(env["FAKE_MODEL"]))["last_request_bytes"]
-            out["history"][str(history)] = figures
-    return out
+            return load.summary()
+        load = await run_turns(
+            client,
+            pid,
+            plan["history_clients"],
+            turns=plan["history_turns"],
+            history=n,
+            sessions=plan["history_sessions"],
+            within_s=plan["within_s"],
+        )
+        figures = load.summary()
+        figures["request_bytes"] = (await model_stats(env["FAKE_MODEL"]))["last_request_bytes"]
+        return figures
 
 
 async def measure(
     servers: list[str], plan: dict[str, Any], rounds: int, pin: bool = True
 ) -> dict[str, Any]:
-    """Every figure `rounds` times, the servers taking turns; `pin`: CPUs as the docstring says."""
+    """Every figure `rounds` times, the servers taking turns at each point in turn (so the
+    figures a ratio compares are taken seconds apart); `pin`: CPUs as the docstring says."""
     if pin and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the load generator beside the fake model
     model_port = free_port()
@@ -185,7 +197,9 @@ async def measure(
         "ADK_DISABLE_TELEMETRY": "1",
         "LITELLM_LOG": "ERROR",
     }
-    samples: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+    samples: dict[str, list[dict[str, Any]]] = {
+        s: [{"clients": {}, "history": {}} for _ in range(rounds)] for s in servers
+    }
     argv = [
         sys.executable,
         "-m",
@@ -196,16 +210,15 @@ async def measure(
         str(CHUNKS),
     ]
     async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
-        for round_no in range(1, rounds + 1):
-            for server in servers if round_no % 2 else servers[::-1]:  # no server always first
-                figures = await measure_server(server, env, plan, pin)
-                samples[server].append(figures)
-                line = ", ".join(
-                    f"{c}: {f['cpu_ms_per_turn']} ms CPU, {f['turns_per_s']} turns/s"
-                    for c, f in figures["clients"].items()
-                )
-                print(f"round {round_no} {server:10} {line}", flush=True)
-    results: dict[str, Any] = {"servers": {}}
+        for part, n in points(plan):
+            for round_no in range(rounds):
+                line = []
+                for server in servers if round_no % 2 == 0 else servers[::-1]:  # none always first
+                    figures = await measure_point(server, (part, n), env, plan, pin)
+                    samples[server][round_no][part][str(n)] = figures
+                    line.append(f"{server} {figures['cpu_ms_per_turn']} ms")
+                print(f"{part} {n} round {round_no + 1}: " + ", ".join(line), flush=True)
+    results: dict[str, Any] = {"servers": {}, "rounds": samples}
     for server, runs in samples.items():
         results["servers"][server] = {
             part: {key: median_of([r[part][key] for r in runs]) for key in runs[0][part]}
@@ -222,7 +235,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", action="store_true", help="add Google ADK (make bench-peers)")
     parser.add_argument("--quick", action="store_true", help="tiny numbers (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     servers = ["ceiling", "ceiling-sdk", "myagent-ws"]

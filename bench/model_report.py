@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,24 @@ LABELS = {"ceiling": "ceiling", "ceiling-sdk": "ceiling + SDK", "myagent-ws": "m
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
+
+
+def paired(
+    results: dict[str, Any], a: tuple[str, str, str], b: tuple[str, str, str], key: str
+) -> float | None:
+    """a / b, each a (server, part, group): the median of the rounds' own ratios, where the
+    results keep their rounds (the two figures of a round were taken seconds apart, so the
+    machine's drift from minute to minute cancels out), else the ratio of the medians."""
+    rounds = results.get("rounds")
+    if not rounds:
+        servers = results["servers"]
+        return ratio(servers[a[0]][a[1]][a[2]].get(key), servers[b[0]][b[1]][b[2]].get(key))
+    values = [
+        ratio(ra[a[1]][a[2]].get(key), rb[b[1]][b[2]].get(key))
+        for ra, rb in zip(rounds[a[0]], rounds[b[0]], strict=True)
+    ]
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def fmt(value: float | None) -> str:
@@ -41,28 +60,26 @@ def table(results: dict[str, Any]) -> str:
         "| --- " * (len(names) + 3 + adk + 2 * floor) + "|",
     ]
 
+    def vs(a: str, b: str, part: str, group: str, key: str) -> float | None:
+        return paired(results, (a, part, group), (b, part, group), key)
+
     def row(label: str, part: str, key: str, group: str, target: str = "", peer: str = "") -> None:
         values = [servers[s][part].get(group, {}).get(key) for s in names]
-        ours = servers["myagent-ws"][part][group][key]
-        ceiling = servers["ceiling"][part][group][key]
         cells = " | ".join("n/a" if v is None else f"{v:g}" for v in values)
         floor_cells = ""
         if floor:
-            sdk = servers["ceiling-sdk"][part][group][key]
-            floor_cells = f" {fmt(ratio(sdk, ceiling))} | {fmt(ratio(ours, sdk))} |"
+            floor_cells = (
+                f" {fmt(vs('ceiling-sdk', 'ceiling', part, group, key))} |"
+                f" {fmt(vs('myagent-ws', 'ceiling-sdk', part, group, key))} |"
+            )
         peer_cell = f" {peer} |" if adk else ""
-        lines.append(
-            f"| {label} | {cells} | {fmt(ratio(ours, ceiling))} |{floor_cells}{peer_cell}"
-            f" {target} |"
-        )
+        ours = fmt(vs("myagent-ws", "ceiling", part, group, key))
+        lines.append(f"| {label} | {cells} | {ours} |{floor_cells}{peer_cell} {target} |")
 
     for clients in servers["myagent-ws"]["clients"]:
         part = "clients"
-        ours = servers["myagent-ws"][part][clients]
-        base = servers["ceiling"][part][clients]
-        peer = servers["adk"][part][clients]["cpu_ms_per_turn"] if adk else None
-        vs_adk = ratio(peer, ours["cpu_ms_per_turn"])
-        target = check(ratio(ours["cpu_ms_per_turn"], base["cpu_ms_per_turn"]), 2.0)
+        vs_adk = vs("adk", "myagent-ws", part, clients, "cpu_ms_per_turn") if adk else None
+        target = check(vs("myagent-ws", "ceiling", part, clients, "cpu_ms_per_turn"), 2.0)
         if adk:
             target += f"; ADK / ours {check(vs_adk, 10.0, at_most=False)}"
         row(
@@ -74,7 +91,7 @@ def table(results: dict[str, Any]) -> str:
             fmt(vs_adk),
         )
         row(f"turns/s @ {clients} clients", part, "turns_per_s", clients)
-        first = check(ratio(ours["first_text_p50_ms"], base["first_text_p50_ms"]), 2.0)
+        first = check(vs("myagent-ws", "ceiling", part, clients, "first_text_p50_ms"), 2.0)
         row(
             f"first text p50 ms @ {clients} clients",
             part,
@@ -88,9 +105,9 @@ def table(results: dict[str, Any]) -> str:
         row(f"frames/turn @ {clients} clients", part, "frames_per_turn", clients)
         row(f"errors @ {clients} clients", part, "errors", clients)
     history = servers["myagent-ws"]["history"]
-    base = history.get("0", {}).get("cpu_ms_per_turn")
     for earlier in history:
-        growth = ratio(history[earlier]["cpu_ms_per_turn"], base)
+        ours = ("myagent-ws", "history", earlier)
+        growth = paired(results, ours, ("myagent-ws", "history", "0"), "cpu_ms_per_turn")
         target = f"vs 0 earlier: {fmt(growth)}, {check(growth, 1.5)}" if earlier != "0" else ""
         row(f"CPU ms/turn, {earlier} earlier turns", "history", "cpu_ms_per_turn", earlier, target)
         row(f"request bytes, {earlier} earlier turns", "history", "request_bytes", earlier)
@@ -145,7 +162,8 @@ def update_doc(name: str, markdown: str, machine: dict[str, Any]) -> None:
     when = time.strftime("%Y-%m-%d", time.gmtime())
     about = (
         f"Measured {when} on {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['chunks']} text chunks per answer, medians of {machine['rounds']} rounds; "
+        f"{machine['chunks']} text chunks per answer, medians of {machine['rounds']} rounds "
+        "(a ratio: the median of the rounds' own ratios); "
         f"load average {machine['load_average_before']} before, "
         f"{machine['load_average_after']} after:"
     )

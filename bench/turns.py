@@ -177,14 +177,16 @@ async def run_turns(
     history: int = 0,
     sessions: int = 1,
     within_s: float = 120.0,
+    warm_within_s: float = 600.0,
 ) -> TurnResult:
-    """Open the clients and their sessions, warm them up to `history`, then measure."""
+    """Open the clients and their sessions, warm them up to `history` (within
+    `warm_within_s`), then measure for up to `turns` turns each or `within_s`."""
     result = TurnResult(clients, history)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         members = [make_client(http, n) for n in range(clients)]
-        async with asyncio.timeout(within_s * 20):  # opening and warming up are bounded too
+        async with asyncio.timeout(warm_within_s):  # opening and warming up are bounded too
             await asyncio.gather(*(c.open(sessions) for c in members))
             for earlier in range(history * sessions):
                 await asyncio.gather(*(c.turn(earlier, None) for c in members))
