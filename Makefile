@@ -53,7 +53,7 @@ $(PEERS)/.installed: bench/peers/requirements.lock
 
 bench-peers: $(STAMP) $(PEERS)/.installed
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
-	$(BIN)/python -m bench.model_path --peers
+	$(BIN)/python -m bench.model_path --peers --rounds 3  # ADK's turns are ~40x ours: 3 rounds
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache
