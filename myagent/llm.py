@@ -135,15 +135,13 @@ class LLM:
 
     @property
     def chat_url(self) -> str:
-        """The absolute chat-completions URL of the client's base_url. Given a relative path,
-        the SDK parses it and merges it with base_url into a new URL on every call (about a
-        twelfth of a request's CPU); an absolute one is parsed once and taken as it is."""
         return self.chat_options.url
 
     @property
     def chat_options(self) -> FinalRequestOptions:
         """The SDK's request options of a chat call but its body, made once per base_url
-        (FinalRequestOptions.construct, which `post` runs per call, costs more than the copy)."""
+        (FinalRequestOptions.construct, which `post` runs per call, costs more than the copy),
+        with the absolute URL: the SDK parses and merges a relative one on every call."""
         base = self.client.base_url
         if self._chat_options is None or base is not self._base_url:
             self._base_url = base
