@@ -21,6 +21,7 @@ from myagent.schema import Function, Message, ToolCall, Usage
 from myagent.wire import ChunkStream, RequestBody, ToolCallParts
 
 log = structlog.get_logger("myagent.llm")
+JSON_BODY = {"Content-Type": "application/json"}  # the headers of a prepared body
 _call_ids = itertools.count(1)
 T = TypeVar("T")
 
@@ -146,7 +147,7 @@ class LLM:
         if self._chat_options is None or base is not self._base_url:
             self._base_url = base
             self._chat_options = FinalRequestOptions.construct(
-                method="post", url=f"{base}chat/completions", headers=JSON_HEADERS
+                method="post", url=f"{base}chat/completions", headers=JSON_BODY
             )
         return self._chat_options
 
@@ -223,9 +224,6 @@ class LLM:
             completion_tokens=turn_usage.completion_tokens,
         )
         yield AssistantTurn(content="".join(text) or None, tool_calls=tool_calls, usage=turn_usage)
-
-
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def refused(exc: BaseException) -> bool:
