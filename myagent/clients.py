@@ -80,14 +80,17 @@ class SharedClient(openai.AsyncOpenAI):
     For every request the SDK merges its headers (auth, defaults, retry count, timeout) into
     new httpx2 Headers five times over and parses its URL twice: about 0.18 ms of a request's
     0.9 ms of CPU, and all of it the same from one call to the next. Here a request whose body
-    is prepared bytes (LLM.post_stream) is built by the SDK once for each method, URL, headers,
-    retry count and auth header it has, and later ones are that request with their own body.
-    Anything else (a JSON body, files, query parameters, a per-call timeout, cookies the
-    endpoint set) is built by the SDK as it is. Retries, auth hooks, the transport and the
-    error types are the SDK's.
+    is prepared bytes (LLM.post_stream) is built by the SDK once for each shape (everything
+    `_build_request` reads: method, URL, headers of the call, retry count, auth, the client's
+    default headers and timeout, its HTTP client's headers), and later ones are that request
+    with their own body. Anything else (a JSON body, files, query parameters, a per-call
+    timeout, cookies the endpoint set) is built by the SDK as it is. Retries, auth hooks, the
+    transport and the error types are the SDK's.
     """
 
-    _shapes: dict[tuple[Any, ...], Shape]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shapes: dict[tuple[Any, ...], Shape] = {}
 
     @property
     def user_agent(self) -> str:  # the SDK names its class here; the endpoint sees the SDK's
@@ -108,34 +111,35 @@ class SharedClient(openai.AsyncOpenAI):
             or self._client.cookies
         ):
             return super()._build_request(options, retries_taken=retries_taken)
-        auth = self._auth_headers(options.security)
+        defaults = self.default_headers
         key = (
             options.method,
             options.url,
             tuple(options.headers.items()) if options.headers else (),
             retries_taken,
-            tuple(auth.items()),
+            tuple(self._auth_headers(options.security).items()),
             self._auth_query(options.security) or None,
+            tuple((k, v) for k, v in defaults.items() if not isinstance(v, openai.Omit)),
+            repr(self.timeout),
+            tuple(self._client.headers.raw),
             self.base_url,
-            self._platform,
         )
-        shapes = self.__dict__.setdefault("_shapes", {})
-        shape = shapes.get(key)
+        shape = self._shapes.get(key)
         if shape is None:
-            if len(shapes) >= 64:  # bounded: a rotating key makes a new shape each time
-                shapes.clear()
+            if len(self._shapes) >= 64:  # bounded: a rotating key makes a new shape each time
+                self._shapes.clear()
             built = super()._build_request(options, retries_taken=retries_taken)
             headers = httpx2.Headers(
                 [(k, v) for k, v in built.headers.raw if k.lower() != b"content-length"]
             )
-            shape = shapes[key] = (built.method, built.url, headers, built.extensions)
+            shape = self._shapes[key] = (built.method, built.url, headers, built.extensions)
         method, url, headers, extensions = shape
-        headers = httpx2.Headers(headers)  # a copy: a list of the header tuples
-        headers["Content-Length"] = str(len(body))
-        # stream=: taken as given (content= would run every header through httpx2 again)
+        # stream=: taken as given (content= would run every header through httpx2 again);
+        # the request copies the shape's headers, and read() makes its body plain bytes
         request = httpx2.Request(
             method, url, headers=headers, stream=httpx2.ByteStream(body), extensions=extensions
         )
+        request.headers["Content-Length"] = str(len(body))
         request.read()
         return request
 

@@ -191,18 +191,21 @@ async def test_shared_client_sends_each_request_as_the_sdk_builds_it(
     )
     llm = LLM(model="m", api_key="k", base_url=openai_server.base_url, max_retries=1)
     openai_server.script(Text("a"), Text("b"))  # the two posts
-    openai_server.script(HTTPError.rate_limited(retry_after_ms=1), Text("c"), Text("d"))
+    openai_server.script(HTTPError.rate_limited(retry_after_ms=1), Text("c"), Text("d"), Text("e"))
     for client in (sdk, llm.client):
         await client.post(llm.chat_url, cast_to=object, content=body, options=json_body)
     await collect(llm.stream(HI, []))  # a 429, then its retry
     llm.client.api_key = "rotated"
     await collect(llm.stream(HI, []))
+    llm.client.organization = "org-1"  # a default header, set on the client later
+    await collect(llm.stream(HI, []))
     await sdk.close()
     await llm.aclose()
     sent = [{k.lower(): v for k, v in r.headers.items()} for r in openai_server.requests]
-    theirs, ours, first, retry, rotated = sent
+    theirs, ours, first, retry, rotated, organized = sent
     assert ours == theirs
     assert {**first, "content-length": ""} == {**theirs, "content-length": ""}
     assert (first["x-stainless-retry-count"], retry["x-stainless-retry-count"]) == ("0", "1")
     assert retry["content-length"] == first["content-length"] != ours["content-length"]
     assert [first["authorization"], rotated["authorization"]] == ["Bearer k", "Bearer rotated"]
+    assert "openai-organization" not in rotated and organized["openai-organization"] == "org-1"
