@@ -135,10 +135,6 @@ class LLM:
         return self._client
 
     @property
-    def chat_url(self) -> str:
-        return self.chat_options.url
-
-    @property
     def chat_options(self) -> FinalRequestOptions:
         """The SDK's request options of a chat call but its body, made once per base_url
         (FinalRequestOptions.construct, which `post` runs per call, costs more than the copy),

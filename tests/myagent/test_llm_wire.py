@@ -193,7 +193,7 @@ async def test_shared_client_sends_each_request_as_the_sdk_builds_it(
     openai_server.script(Text("a"), Text("b"))  # the two posts
     openai_server.script(HTTPError.rate_limited(retry_after_ms=1), Text("c"), Text("d"), Text("e"))
     for client in (sdk, llm.client):
-        await client.post(llm.chat_url, cast_to=object, content=body, options=json_body)
+        await client.post(llm.chat_options.url, cast_to=object, content=body, options=json_body)
     await collect(llm.stream(HI, []))  # a 429, then its retry
     llm.client.api_key = "rotated"
     await collect(llm.stream(HI, []))
