@@ -19,13 +19,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def paired(
     results: dict[str, Any], a: tuple[str, str, str], b: tuple[str, str, str], key: str
 ) -> float | None:
-    """a / b, each a (server, part, group): the median of the rounds' own ratios, where the
-    results keep their rounds (the two figures of a round were taken seconds apart, so the
-    machine's drift from minute to minute cancels out), else the ratio of the medians."""
-    rounds = results.get("rounds")
-    if not rounds:
-        servers = results["servers"]
-        return ratio(servers[a[0]][a[1]][a[2]].get(key), servers[b[0]][b[1]][b[2]].get(key))
+    """a / b, each a (server, part, group): the median of the rounds' own ratios (the two
+    figures of a round were taken seconds apart, so the machine's drift cancels out)."""
+    rounds = results["rounds"]
     values = [
         ratio(ra[a[1]][a[2]].get(key), rb[b[1]][b[2]].get(key))
         for ra, rb in zip(rounds[a[0]], rounds[b[0]], strict=True)
