@@ -3,7 +3,8 @@
 Live frames and replayed ones share the queue and its bounds (`server.send_queue_frames`,
 `server.send_queue_bytes`): a client that does not read is closed with 1013, whatever sends it
 frames. A frame goes out at once when nothing waits and the peer keeps up; the rest of a burst
-queues behind it and is written in one socket write (FrameWriter).
+queues behind it and is written in one socket write (FrameWriter), in the writer's turn or
+when the run flushes it before it waits on the model.
 """
 
 from __future__ import annotations
@@ -142,6 +143,19 @@ class Outbox:
             self.wakeup.set()
         queue.append((data, event))
         self.queued_bytes += size
+
+    def flush(self) -> None:
+        """Write what is queued now, in one socket write, if the peer keeps up: a run does
+        this before it calls the model, so its frames do not go out in the middle of the
+        request (the writer's turn comes while the SDK sends it)."""
+        queue = self.queue
+        if not queue or self.closing or not self.out.batching:
+            return
+        frames = list(queue)
+        queue.clear()
+        self.queued_bytes = 0
+        if self.write(frames):
+            self.drained.set()
 
     async def replay(self, frames: Sequence[tuple[str, str]]) -> bool:
         """Queue replayed frames, filling at most half of the bounds (the rest is for live
