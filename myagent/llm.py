@@ -7,8 +7,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import openai
 import structlog
@@ -26,17 +25,23 @@ _call_ids = itertools.count(1)
 T = TypeVar("T")
 
 
-@asynccontextmanager
-async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+class closing_stream(Generic[T]):  # a class, not an @asynccontextmanager: it is in every step
     """Like contextlib.aclosing, for any async iterator: closes it now, not when collected.
 
     An async generator abandoned mid-iteration is otherwise closed later by the event loop,
     holding its HTTP response (or leaving its agent RUNNING) until then.
     """
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: AsyncIterator[T]) -> None:
+        self.stream = stream
+
+    async def __aenter__(self) -> AsyncIterator[T]:
+        return self.stream
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        aclose = getattr(self.stream, "aclose", None)
         if aclose is not None:
             await aclose()
 
