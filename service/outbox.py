@@ -131,8 +131,8 @@ class Outbox:
             return
         if not self.burst and not self.queue and self.out.batching:
             self.write([(data, event)])
-            self.burst = True  # until the writer's turn, frames queue behind this one
-            self.wakeup.set()
+            self.burst = True  # until the loop's next turn, frames queue behind this one
+            asyncio.get_running_loop().call_soon(self.burst_over)
             return
         queue, size = self.queue, len(data)
         if len(queue) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
@@ -143,6 +143,13 @@ class Outbox:
             self.wakeup.set()
         queue.append((data, event))
         self.queued_bytes += size
+
+    def burst_over(self) -> None:
+        """The loop's turn after a frame went out at once: the next one may too, unless frames
+        queued behind it (then the writer, woken for them, ends the burst once they are out).
+        A callback, not the writer's turn: most bursts of a run are one frame."""
+        if not self.queue:
+            self.burst = False
 
     def flush(self) -> None:
         """Write what is queued now, in one socket write, if the peer keeps up: a run does
