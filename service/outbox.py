@@ -152,16 +152,13 @@ class Outbox:
             self.burst = False
 
     def flush(self) -> None:
-        """Write what is queued now, in one socket write, if the peer keeps up: a run does
-        this before it calls the model, so its frames do not go out in the middle of the
-        request (the writer's turn comes while the SDK sends it)."""
-        queue = self.queue
-        if not queue or self.closing or not self.out.batching:
-            return
-        frames = list(queue)
-        queue.clear()
-        self.queued_bytes = 0
-        if self.write(frames):
+        """Write what is queued now, if the peer keeps up: a run does this before it calls
+        the model, so its frames do not go out in the middle of the request (the writer's
+        turn comes while the SDK sends it)."""
+        while self.queue and not self.closing and self.out.batching:
+            if not self.write_batch():
+                return
+        if not self.queue:
             self.drained.set()
 
     async def replay(self, frames: Sequence[tuple[str, str]]) -> bool:
@@ -222,16 +219,20 @@ class Outbox:
                         break
                     self.metrics.sent(event).inc()
                     continue
-                frames, size, popleft = [], 0, queue.popleft
-                while queue and size < BATCH_BYTES:
-                    frames.append(frame := popleft())
-                    size += len(frame[0])
-                self.queued_bytes -= size
-                if not self.write(frames):
+                if not self.write_batch():
                     break
             self.burst = False
             if not queue:
                 self.drained.set()
+
+    def write_batch(self) -> bool:
+        """Write the queued frames, up to BATCH_BYTES of them, in one call; False if closing."""
+        queue, frames, size = self.queue, [], 0
+        while queue and size < BATCH_BYTES:
+            frames.append(frame := queue.popleft())
+            size += len(frame[0])
+        self.queued_bytes -= size
+        return self.write(frames)
 
     def write(self, frames: list[tuple[str, str]]) -> bool:
         """Write frames to the socket in one call and count them; False if it is closing."""
