@@ -97,7 +97,6 @@ class Connection:
             metrics=metrics,
         )
         self.deliver = self.outbox.deliver  # every frame of its sessions: no layer in between
-        self.flush = self.outbox.flush
         self.identity = identity
         self.settings = settings
         self.commands = commands

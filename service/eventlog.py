@@ -27,8 +27,6 @@ class Listener(Protocol):
 
     def deliver(self, data: str, event: str) -> None: ...
 
-    def flush(self) -> None: ...
-
 
 class EventLog:
     """Numbers a session's events and sends each one, once saved, to the attached listeners."""
@@ -123,11 +121,6 @@ class EventLog:
                 self.sent_seq = frame.seq
                 for listener in listeners:
                     listener.deliver(frame.data, frame.event)
-
-    def flush(self) -> None:
-        """Have the listeners write what they queued now (the run is about to wait)."""
-        for listener in self.listeners:
-            listener.flush()
 
     def sent_unwritten(self, after_seq: int) -> list[Frame]:
         """Frames sent but not yet saved, after `after_seq` (a replay needs them too)."""

@@ -3,8 +3,7 @@
 Live frames and replayed ones share the queue and its bounds (`server.send_queue_frames`,
 `server.send_queue_bytes`): a client that does not read is closed with 1013, whatever sends it
 frames. A frame goes out at once when nothing waits and the peer keeps up; the rest of a burst
-queues behind it and is written in one socket write (FrameWriter), in the writer's turn or
-when the run flushes it before it waits on the model.
+queues behind it and is written in one socket write (FrameWriter).
 """
 
 from __future__ import annotations
@@ -151,16 +150,6 @@ class Outbox:
         if not self.queue:
             self.burst = False
 
-    def flush(self) -> None:
-        """Write what is queued now, if the peer keeps up: a run does this before it calls
-        the model, so its frames do not go out in the middle of the request (the writer's
-        turn comes while the SDK sends it)."""
-        while self.queue and not self.closing and self.out.batching:
-            if not self.write_batch():
-                return
-        if not self.queue:
-            self.drained.set()
-
     async def replay(self, frames: Sequence[tuple[str, str]]) -> bool:
         """Queue replayed frames, filling at most half of the bounds (the rest is for live
         frames), and waiting for the client to read what is queued; a client that reads none
@@ -219,20 +208,16 @@ class Outbox:
                         break
                     self.metrics.sent(event).inc()
                     continue
-                if not self.write_batch():
+                frames, size, popleft = [], 0, queue.popleft
+                while queue and size < BATCH_BYTES:
+                    frames.append(frame := popleft())
+                    size += len(frame[0])
+                self.queued_bytes -= size
+                if not self.write(frames):
                     break
             self.burst = False
             if not queue:
                 self.drained.set()
-
-    def write_batch(self) -> bool:
-        """Write the queued frames, up to BATCH_BYTES of them, in one call; False if closing."""
-        queue, frames, size = self.queue, [], 0
-        while queue and size < BATCH_BYTES:
-            frames.append(frame := queue.popleft())
-            size += len(frame[0])
-        self.queued_bytes -= size
-        return self.write(frames)
 
     def write(self, frames: list[tuple[str, str]]) -> bool:
         """Write frames to the socket in one call and count them; False if it is closing."""

@@ -107,7 +107,6 @@ def publish_run_event(
                 memory=memory,
                 **common,
             )
-            events.flush()  # the model is called next: the step's frames go out before it
         case ToolStarted(step_id=step_id, tool=tool, args=args, status=status):
             events.publish(
                 AgentToolCall,

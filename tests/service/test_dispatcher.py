@@ -7,16 +7,12 @@ import json
 
 from aiohttp import WSMsgType
 
-from myagent import ScriptedLLM, create_react_agent
 from myagent.errors import LLMError
 from myagent.llm import AssistantTurn
-from myagent.schema import Function, ToolCall
 from service.app import create_app
-from service.keys import connections_key
 from tests.service.conftest import (
     TERMINAL,
     GateTool,
-    WeatherTool,
     create_session,
     offline_weather,
     open_ws,
@@ -283,35 +279,4 @@ async def test_message_over_max_message_chars_is_refused_before_any_work(aiohttp
     assert "seq" not in refused  # no run started: nothing in the session's log
     await ws.send_json({"event": "user.message", "session_id": sid, "content": "x" * 100})
     assert (await receive_until(ws))[-1]["content"] == "short one"  # at the limit: served
-    await ws.close()
-
-
-async def test_a_runs_frames_are_on_the_socket_before_it_calls_the_model(aiohttp_client) -> None:
-    """The step's frames (tool call, tool result, thinking) are written before the next model
-    call, not left queued for the writer, whose turn would come in the middle of the request."""
-    queued: list[int] = []  # frames waiting in the send queues, at each model call
-    app = None
-
-    class Watching(ScriptedLLM):
-        async def stream(self, messages, tools):  # type: ignore[no-untyped-def]
-            assert app is not None
-            queued.append(sum(len(c.outbox.queue) for c in app[connections_key]))
-            async for item in super().stream(messages, tools):
-                yield item
-
-    weather = Function(name="get_weather", arguments='{"city": "北京"}')
-    call = ToolCall(id="call_1", function=weather)
-    llm = Watching(AssistantTurn(tool_calls=[call]), "北京的天气：晴朗，25°C")
-    agent = create_react_agent("watched", tools=[WeatherTool()], llm=llm)
-    app = create_app(settings(), {"watched": lambda: agent})
-    client = await aiohttp_client(app)
-    ws = await open_ws(client)
-    session_id = await create_session(ws)
-    await ws.send_json({"event": "user.message", "session_id": session_id, "content": "北京?"})
-    frames = await receive_until(ws)
-    assert [f["event"] for f in frames[:4]] == [
-        "agent.thinking", "agent.tool_call", "agent.tool_result", "agent.thinking"
-    ]  # fmt: skip
-    assert frames[-1]["event"] == "agent.final_answer"
-    assert queued == [0, 0]
     await ws.close()

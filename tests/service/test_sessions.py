@@ -25,9 +25,6 @@ class Recorder:
     def deliver(self, data: str, event: str) -> None:
         self.frames.append(json.loads(data))
 
-    def flush(self) -> None:
-        return None  # it keeps nothing back
-
 
 def new_session(**config: object) -> tuple[Session, Recorder, Metrics]:
     metrics = Metrics.create(CollectorRegistry())
