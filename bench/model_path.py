@@ -46,9 +46,12 @@ FULL: dict[str, Any] = {
     "clients": [(1, 600), (10, 80), (50, 16)],
     "history": [0, 1, 10, 50],
     "history_clients": 10,
-    "history_turns": 6,
-    "history_sessions": 2,  # a measured turn has H to H + 2 earlier turns in its session
+    "history_turns": 12,
+    "history_sessions": 4,  # a measured turn has H to H + 2 earlier turns in its session
     "within_s": 5,
+    # ADK's turn with 50 earlier ones costs ~50x ours: its history is built in 2 sessions a
+    # client (4 would take its warm-up over 10 minutes a round), the span is the same
+    "adk": {"history_turns": 6, "history_sessions": 2},
 }
 QUICK: dict[str, Any] = {
     "clients": [(1, 5), (4, 3)],
@@ -145,6 +148,25 @@ def points(plan: dict[str, Any]) -> list[Point]:
     return [("clients", c) for c, _ in plan["clients"]] + [("history", h) for h in plan["history"]]
 
 
+def schedule(servers: list[str], plan: dict[str, Any], rounds: int) -> list[tuple[Point, int, str]]:
+    """The order of the measurements: (point, round, server). At a clients point the servers
+    take turns, round by round (each ratio between servers pairs figures seconds apart). In a
+    round of the history points, each server does all of them in a row, so its growth (H
+    earlier turns against none, the target) pairs figures seconds apart too, not minutes; the
+    servers take turns from one round to the next. No server is always first."""
+    order: list[tuple[Point, int, str]] = []
+    for point in points(plan):
+        if point[0] == "clients":
+            for round_no in range(rounds):
+                for server in servers if round_no % 2 == 0 else servers[::-1]:
+                    order.append((point, round_no, server))
+    history = [p for p in points(plan) if p[0] == "history"]
+    for round_no in range(rounds):
+        for server in servers if round_no % 2 == 0 else servers[::-1]:
+            order.extend((point, round_no, server) for point in history)
+    return order
+
+
 async def measure_point(
     server: str, point: Point, env: dict[str, str], plan: dict[str, Any], pin: bool = True
 ) -> dict[str, Any]:
@@ -154,6 +176,7 @@ async def measure_point(
     argv = command(server, port, env["OPENAI_BASE_URL"])
     argv = pinned(SERVER_CPU, argv) if pin else argv
     part, n = point
+    plan = {**plan, **plan.get(server, {})}  # a server's own bounds (ADK's history)
     async with process(argv, env, health) as pid:
         client = adk_client(port) if server == "adk" else ws_client(port, TOKEN)
         await run_turns(client, pid, 2, turns=3)  # warm up: lazy imports, first connections
@@ -210,14 +233,11 @@ async def measure(
         str(CHUNKS),
     ]
     async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
-        for part, n in points(plan):
-            for round_no in range(rounds):
-                line = []
-                for server in servers if round_no % 2 == 0 else servers[::-1]:  # none always first
-                    figures = await measure_point(server, (part, n), env, plan, pin)
-                    samples[server][round_no][part][str(n)] = figures
-                    line.append(f"{server} {figures['cpu_ms_per_turn']} ms")
-                print(f"{part} {n} round {round_no + 1}: " + ", ".join(line), flush=True)
+        for (part, n), round_no, server in schedule(servers, plan, rounds):
+            figures = await measure_point(server, (part, n), env, plan, pin)
+            samples[server][round_no][part][str(n)] = figures
+            print(f"{part} {n} round {round_no + 1}: {server} {figures['cpu_ms_per_turn']} ms",
+                  flush=True)  # fmt: skip
     results: dict[str, Any] = {"servers": {}, "rounds": samples}
     for server, runs in samples.items():
         results["servers"][server] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.model_path import QUICK, measure
+from bench.model_path import FULL, QUICK, measure, points, schedule
 from bench.model_report import table
 
 
@@ -24,6 +24,30 @@ async def test_model_path_quick_run_has_every_figure_and_no_error() -> None:
         assert f"| {label} |" in markdown
     assert "≤ 2:" in markdown and "≤ 1.5:" in markdown  # the targets column
     assert "| ceiling + SDK / ceiling | myagent-ws / ceiling + SDK |" in markdown  # the floor
+
+
+def test_schedule_measures_a_servers_history_points_one_after_another() -> None:
+    """The history growth (50 earlier turns against none) is a ratio of one server's figures:
+    within a round they are taken in a row, not minutes apart, and no server is always first."""
+    servers, rounds = ["a", "b", "c"], 3
+    order = schedule(servers, FULL, rounds)
+    assert len(order) == len(set(order)) == len(points(FULL)) * rounds * len(servers)
+    history = [p for p in points(FULL) if p[0] == "history"]
+    for round_no in range(rounds):
+        for server in servers:
+            at = [
+                i
+                for i, (p, r, s) in enumerate(order)
+                if p in history and (r, s) == (round_no, server)
+            ]
+            assert at == list(range(at[0], at[0] + len(history)))
+    for point in points(FULL):
+        firsts = {next(s for p, r, s in order if p == point and r == n) for n in range(rounds)}
+        assert len(firsts) > 1
+    for point in points(FULL):  # at a clients point a round's servers come one after another
+        if point[0] == "clients":
+            rounds_seen = [r for p, r, _ in order if p == point]
+            assert rounds_seen == sorted(rounds_seen)
 
 
 def test_cpu_seconds_keeps_the_cpu_of_threads_that_ended() -> None:
