@@ -152,7 +152,7 @@ def schedule(servers: list[str], plan: dict[str, Any], rounds: int) -> list[tupl
     """The order of the measurements: (point, round, server). At a clients point the servers
     take turns, round by round (each ratio between servers pairs figures seconds apart). In a
     round of the history points, each server does all of them in a row, so its growth (H
-    earlier turns against none, the target) pairs figures seconds apart too, not minutes; the
+    earlier turns against none, the target) pairs figures some 20 s apart, not minutes; the
     servers take turns from one round to the next. No server is always first."""
     order: list[tuple[Point, int, str]] = []
     for point in points(plan):
