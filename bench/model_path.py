@@ -154,16 +154,14 @@ def schedule(servers: list[str], plan: dict[str, Any], rounds: int) -> list[tupl
     round of the history points, each server does all of them in a row, so its growth (H
     earlier turns against none, the target) pairs figures some 20 s apart, not minutes; the
     servers take turns from one round to the next. No server is always first."""
-    order: list[tuple[Point, int, str]] = []
-    for point in points(plan):
-        if point[0] == "clients":
-            for round_no in range(rounds):
-                for server in servers if round_no % 2 == 0 else servers[::-1]:
-                    order.append((point, round_no, server))
+
+    def turn_order(round_no: int) -> list[str]:
+        return servers if round_no % 2 == 0 else servers[::-1]
+
+    clients = [p for p in points(plan) if p[0] == "clients"]
     history = [p for p in points(plan) if p[0] == "history"]
-    for round_no in range(rounds):
-        for server in servers if round_no % 2 == 0 else servers[::-1]:
-            order.extend((point, round_no, server) for point in history)
+    order = [(p, r, s) for p in clients for r in range(rounds) for s in turn_order(r)]
+    order += [(p, r, s) for r in range(rounds) for s in turn_order(r) for p in history]
     return order
 
 

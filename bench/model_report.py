@@ -20,7 +20,8 @@ def paired(
     results: dict[str, Any], a: tuple[str, str, str], b: tuple[str, str, str], key: str
 ) -> float | None:
     """a / b, each a (server, part, group): the median of the rounds' own ratios (the two
-    figures of a round were taken seconds apart, so the machine's drift cancels out)."""
+    figures of a round were taken close together, seconds to tens of seconds apart, so the
+    machine's drift over minutes cancels out; model_path.schedule says which)."""
     rounds = results["rounds"]
     values = [
         ratio(ra[a[1]][a[2]].get(key), rb[b[1]][b[2]].get(key))
