@@ -51,7 +51,7 @@ FULL: dict[str, Any] = {
     "within_s": 5,
     # ADK's turn with 50 earlier ones costs ~50x ours: its history is built in 2 sessions a
     # client (4 would take its warm-up over 10 minutes a round), the span is the same
-    "adk": {"history_turns": 6, "history_sessions": 2},
+    "servers": {"adk": {"history_turns": 6, "history_sessions": 2}},
 }
 QUICK: dict[str, Any] = {
     "clients": [(1, 5), (4, 3)],
@@ -174,7 +174,7 @@ async def measure_point(
     argv = command(server, port, env["OPENAI_BASE_URL"])
     argv = pinned(SERVER_CPU, argv) if pin else argv
     part, n = point
-    plan = {**plan, **plan.get(server, {})}  # a server's own bounds (ADK's history)
+    plan = {**plan, **plan.get("servers", {}).get(server, {})}  # ADK's own history bounds
     async with process(argv, env, health) as pid:
         client = adk_client(port) if server == "adk" else ws_client(port, TOKEN)
         await run_turns(client, pid, 2, turns=3)  # warm up: lazy imports, first connections
