@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint system-deps bench bench-ab bench-peers clean
+.PHONY: run test lint system-deps bench bench-ab bench-cache bench-peers clean
 PEERS := bench/peers/.venv
 
 $(STAMP): pyproject.toml requirements.lock
@@ -36,6 +36,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.model_path
 	$(BIN)/python -m bench.sdk_floor
+
+# The model-path turn of each server under callgrind: instructions and simulated L2 misses per
+# turn, figures that do not drift with the machine's speed (valgrind: a Debian package).
+bench-cache: $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
+	bash scripts/install-system-deps.sh
+	$(BIN)/python -m bench.cache_sim
 
 # This tree's frame path against an earlier revision's, the two servers taking turns (the
 # machine's speed drifts too much for figures of two runs at different times to compare).

@@ -122,14 +122,16 @@ async def wait_healthy(url: str, within_s: float) -> None:
 
 
 @asynccontextmanager
-async def process(argv: list[str], env: dict[str, str], health: str) -> AsyncIterator[int]:
+async def process(
+    argv: list[str], env: dict[str, str], health: str, within_s: float = 60
+) -> AsyncIterator[int]:
     """Start a process in a scratch directory; yield its pid once `health` answers."""
     with tempfile.TemporaryDirectory() as cwd:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            await wait_healthy(health, 60)
+            await wait_healthy(health, within_s)
             yield proc.pid
         finally:
             proc.terminate()

@@ -152,18 +152,25 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def update_doc(name: str, markdown: str, machine: dict[str, Any]) -> None:
     """Put the table between the `bench:<name>` markers of docs/performance.md."""
+    put_in_doc(
+        name,
+        f"on {machine['cpus']} CPUs, Python {machine['python']}, "
+        f"{machine['chunks']} text chunks per answer, medians of {machine['rounds']} rounds "
+        "(a ratio: the median of the rounds' own ratios); "
+        f"load average {machine['load_average_before']} before, "
+        f"{machine['load_average_after']} after",
+        markdown,
+    )
+
+
+def put_in_doc(name: str, how: str, markdown: str) -> None:
+    """The table between the `bench:<name>` markers of docs/performance.md, after a line
+    saying when and `how` it was measured; nothing if the markers are not there."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = DOC.read_text(encoding="utf-8") if DOC.is_file() else ""
     if begin not in text or end not in text:
         return
-    when = time.strftime("%Y-%m-%d", time.gmtime())
-    about = (
-        f"Measured {when} on {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['chunks']} text chunks per answer, medians of {machine['rounds']} rounds "
-        "(a ratio: the median of the rounds' own ratios); "
-        f"load average {machine['load_average_before']} before, "
-        f"{machine['load_average_after']} after:"
-    )
+    about = f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} {how}:"
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     DOC.write_text(f"{head}{begin}\n{about}\n\n{markdown}{end}{tail}", encoding="utf-8")

@@ -178,9 +178,11 @@ async def run_turns(
     history: int = 0,
     sessions: int = 1,
     within_s: float = 120.0,
+    cpu: Callable[[int], float] = cpu_seconds,
 ) -> TurnResult:
     """Open the clients and their sessions, warm them up to `history` (within WARM_WITHIN_S),
-    then measure for up to `turns` turns each or `within_s`."""
+    then measure for up to `turns` turns each or `within_s`; `cpu(pid)` is read right before
+    the first measured turn and right after the last."""
     result = TurnResult(clients, history)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
@@ -198,10 +200,10 @@ async def run_turns(
                     return
                 await client.turn(index, result)
 
-        cpu, started = cpu_seconds(pid), time.perf_counter()
+        cpu_before, started = cpu(pid), time.perf_counter()
         outcomes = await gather_bounded(conversation, members, within_s + 30)
         result.wall_s = time.perf_counter() - started
-        result.cpu_s = cpu_seconds(pid) - cpu
+        result.cpu_s = cpu(pid) - cpu_before
         result.errors += sum(isinstance(o, BaseException) for o in outcomes)
         await asyncio.gather(*(c.close() for c in members), return_exceptions=True)
     return result

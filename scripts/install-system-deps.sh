@@ -14,6 +14,8 @@ dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
 command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need+=(docker.io)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# callgrind, for bench.cache_sim and its smoke test: instructions and cache misses per turn
+command -v valgrind >/dev/null || need+=(valgrind)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "installing system packages: ${need[*]}"
