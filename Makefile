@@ -39,9 +39,8 @@ bench: $(STAMP)
 
 # The model-path turn of each server under callgrind: instructions and simulated L2 misses per
 # turn, figures that do not drift with the machine's speed (valgrind: a Debian package).
-bench-cache: $(STAMP)
+bench-cache: $(STAMP) system-deps
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.bench.lock
-	bash scripts/install-system-deps.sh
 	$(BIN)/python -m bench.cache_sim
 
 # This tree's frame path against an earlier revision's, the two servers taking turns (the

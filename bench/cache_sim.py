@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.model_path import CHUNKS, RESULTS, ROOT, TOKEN, command, process
+from bench.model_path import RESULTS, TOKEN, command, fake_model, model_env, process
 from bench.model_report import put_in_doc
 from bench.run import free_port
 from bench.turns import run_turns, ws_client
@@ -59,12 +59,12 @@ def l2_cache() -> tuple[int, int]:
         try:
             if (index / "level").read_text().strip() != "2":
                 continue
-            text = (index / "size").read_text().strip().upper()
-            ways = int((index / "ways_of_associativity").read_text().strip() or ways)
+            text = (index / "size").read_text().strip().upper()  # "1024K"
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            size = int(text.rstrip("KM")) * scale
+            ways = int((index / "ways_of_associativity").read_text().strip())
         except (OSError, ValueError):
             continue
-        scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
-        size = int(text.rstrip("KM")) * scale
     return 1 << (size.bit_length() - 1), max(1, ways)
 
 
@@ -113,17 +113,18 @@ async def measure_server(
     async with process(argv, env, f"http://127.0.0.1:{port}/health", STARTUP_S) as pid:
         client = ws_client(port, TOKEN)
         await run_turns(client, pid, 2, turns=50)  # warm up: lazy imports, first connections
-        switched: list[int] = []
+        counting = False
 
         def switch(pid_: int) -> float:
             """Read right before the first measured turn (instrumentation on) and right after
             the last (the counts dumped), where bench.turns reads a server's CPU."""
-            if switched:
+            nonlocal counting
+            if counting:
                 control("-d", str(pid_))
                 control("-i", "off", str(pid_))  # the close of the sessions is not counted
             else:
                 control("-i", "on", str(pid_))
-            switched.append(pid_)
+            counting = not counting
             return 0.0
 
         load = await run_turns(client, pid, 1, turns=turns, sessions=turns, cpu=switch)
@@ -143,19 +144,10 @@ async def measure(turns: int, servers: list[str] = SERVERS) -> dict[str, Any]:
     """Each server's per-turn figures against one fake model."""
     l2 = l2_cache()
     model_port = free_port()
-    fake = f"http://127.0.0.1:{model_port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MYAGENT_WS_TOKENS": TOKEN,
-        "OPENAI_API_KEY": "bench",
-        "OPENAI_BASE_URL": f"{fake}/v1",
-        "OPENAI_MODEL": "bench",
-    }
-    argv = [sys.executable, "-m", "bench.fake_model", "--port", str(model_port)]
+    env = model_env(model_port)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        async with process([*argv, "--chunks", str(CHUNKS)], env, f"{fake}/health"):
+        async with process(fake_model(model_port), env, f"{env['FAKE_MODEL']}/health"):
             for server in servers:
                 figures[server] = await measure_server(server, env, turns, l2, Path(scratch))
                 print(f"{server}: {figures[server]}", flush=True)

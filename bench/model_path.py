@@ -200,16 +200,11 @@ async def measure_point(
         return figures
 
 
-async def measure(
-    servers: list[str], plan: dict[str, Any], rounds: int, pin: bool = True
-) -> dict[str, Any]:
-    """Every figure `rounds` times, the servers taking turns at each point in turn (so the
-    figures a ratio compares are taken seconds apart); `pin`: CPUs as the docstring says."""
-    if pin and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the load generator beside the fake model
-    model_port = free_port()
+def model_env(model_port: int) -> dict[str, str]:
+    """The environment of every server: this tree's code, the bench token, the fake model at
+    `model_port` as the model endpoint (FAKE_MODEL: its base URL)."""
     fake = f"http://127.0.0.1:{model_port}"
-    env = {
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "MYAGENT_WS_TOKENS": TOKEN,
@@ -220,18 +215,27 @@ async def measure(
         "ADK_DISABLE_TELEMETRY": "1",
         "LITELLM_LOG": "ERROR",
     }
+
+
+def fake_model(model_port: int) -> list[str]:
+    """The fake model's command: the turn's tool call, then CHUNKS text chunks."""
+    return [sys.executable, "-m", "bench.fake_model", "--port", str(model_port),
+            "--chunks", str(CHUNKS)]  # fmt: skip
+
+
+async def measure(
+    servers: list[str], plan: dict[str, Any], rounds: int, pin: bool = True
+) -> dict[str, Any]:
+    """Every figure `rounds` times, the servers taking turns at each point in turn (so the
+    figures a ratio compares are taken seconds apart); `pin`: CPUs as the docstring says."""
+    if pin and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the load generator beside the fake model
+    model_port = free_port()
+    env, argv = model_env(model_port), fake_model(model_port)
+    fake = env["FAKE_MODEL"]
     samples: dict[str, list[dict[str, Any]]] = {
         s: [{"clients": {}, "history": {}} for _ in range(rounds)] for s in servers
     }
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.fake_model",
-        "--port",
-        str(model_port),
-        "--chunks",
-        str(CHUNKS),
-    ]
     async with process(pinned(CLIENT_CPU, argv) if pin else argv, env, f"{fake}/health"):
         for (part, n), round_no, server in schedule(servers, plan, rounds):
             figures = await measure_point(server, (part, n), env, plan, pin)

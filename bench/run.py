@@ -27,12 +27,11 @@ from typing import Any
 import aiohttp
 
 from bench.loadgen import cpu_seconds, hold_idle, raise_fd_limit, run_load
+from bench.model_report import put_in_doc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-DOC = HERE.parent / "docs" / "performance.md"
-BEGIN, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 TOKEN = "benchtoken"
 TOKENS_PER_ANSWER = 50
 SERVERS = ("ceiling", "websockets", "myagent-ws")
@@ -309,21 +308,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def update_doc(doc: Path, markdown: str, machine: dict[str, Any]) -> None:
-    """Put the latest table between the markers of docs/performance.md."""
-    if not doc.is_file():
-        return
-    text = doc.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        return
-    when = time.strftime("%Y-%m-%d", time.gmtime())
-    about = (
-        f"Measured {when} on {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['tokens_per_answer']} tokens per answer:"
+def update_doc(markdown: str, machine: dict[str, Any]) -> None:
+    """Put the latest table between the `bench:latest` markers of docs/performance.md."""
+    how = (
+        f"on {machine['cpus']} CPUs, Python {machine['python']}, "
+        f"{machine['tokens_per_answer']} tokens per answer"
     )
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{about}\n\n{markdown}{END}{tail}", encoding="utf-8")
+    put_in_doc("latest", how, markdown)
 
 
 def main() -> int:
@@ -346,7 +337,7 @@ def main() -> int:
     (args.out / "latest.md").write_text(markdown, encoding="utf-8")
     chart(results, args.out / "latest.png")
     if not args.quick and args.out == RESULTS:
-        update_doc(DOC, markdown, results["machine"])
+        update_doc(markdown, results["machine"])
     print(markdown)
     return 0
 
