@@ -120,14 +120,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         health=f"http://{host}:{port}/health",
         console=f"http://{host}:{port}/",
     )
-    gc.freeze()  # what start-up made (modules, agents, the app) lives as long as the process:
-    # the collector need not walk it again on every full collection
+    tune_gc(settings.server.gc_threshold)
     try:
         asyncio.run(serve(app, host, port))
     except OSError as exc:
         print(f"myagent-ws: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return EXIT_LISTEN
     return EXIT_OK
+
+
+def tune_gc(threshold: tuple[int, int, int]) -> None:
+    """Set the cycle collector's thresholds (server.gc_threshold), and freeze what start-up made
+    (modules, agents, the app): it lives as long as the process, so no full collection need
+    walk it again."""
+    gc.set_threshold(*threshold)
+    gc.freeze()
 
 
 async def serve(app: web.Application, host: str, port: int) -> None:

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
 
 PREFIX = "myagent_ws_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -46,6 +53,9 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
+        GCCollector(registry=registry)  # python_gc_*: collections by generation (gc.get_stats)
+        ProcessCollector(registry=registry)  # process_*: CPU seconds, resident memory, fds
+
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(PREFIX + name, doc, registry=registry)
 

@@ -42,6 +42,11 @@ def comma_list(value: Any) -> Any:
     return value
 
 
+# The cycle collector's thresholds: a server holds every session's objects, and with CPython's
+# default (700, 10, 10) it walks all of them in a full collection every few hundred turns; see
+# docs/performance.md, "The garbage collector".
+GC_THRESHOLD = (10_000, 10, 10)
+GcCount = Annotated[int, Field(ge=1)]
 Network = Annotated[IPvAnyNetwork, BeforeValidator(parse_network, json_schema_input_type=str)]
 
 
@@ -78,6 +83,9 @@ class ServerSettings(Section):
     max_pending_per_address: int = Field(default=32, ge=1, description="heads not yet sent")
     max_pending: int = Field(default=256, ge=1, description="heads not yet sent, in all")
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names, not loopback")
+    gc_threshold: tuple[GcCount, GcCount, GcCount] = Field(
+        default=GC_THRESHOLD, description="gc.set_threshold (CPython's default: 700, 10, 10)"
+    )
 
     _split = field_validator("allowed_hosts", mode="before")(comma_list)
 
