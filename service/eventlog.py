@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from service.protocol import ServerEvent
 from service.state.base import Frame, LostReason, MemoryDump, RunState, StateStore
-from service.text_frames import PartialAnswers
+from service.text_frames import RunFrames
 
 new_frame = tuple.__new__  # Frame(...) through its namedtuple __new__ costs twice as much
 HIGH_WATER = 500  # frames not yet saved before a run waits for the store (Redis stalled)
@@ -72,13 +72,29 @@ class EventLog:
         event = cls(session_id=self.id, seq=seq, **fields)
         return self._append(new_frame(Frame, (seq, event.to_json(), event.event)), state, memory)
 
-    def publish_text(self, frames: PartialAnswers, content: str) -> Frame | None:
+    def publish_text(self, frames: RunFrames, content: str) -> Frame | None:
         """`publish` for a run's text delta, its JSON written as text (the run's most frequent
         frame, and one with no state to save)."""
         if self.lost_reason is not None:
             return None
         seq = self.seq = self.seq + 1
         return self._append(new_frame(Frame, (seq, frames.encode(seq, content), frames.event)))
+
+    def publish_step(
+        self,
+        frames: RunFrames,
+        event: str,
+        members: str,
+        *,
+        state: RunState | None = None,
+        memory: MemoryDump | None = None,
+    ) -> Frame | None:
+        """`publish` for a run's step frame written as text (service.text_frames)."""
+        if self.lost_reason is not None:
+            return None
+        seq = self.seq = self.seq + 1
+        data = frames.frame(event, seq, members)
+        return self._append(new_frame(Frame, (seq, data, event)), state, memory)
 
     def _append(
         self, frame: Frame, state: RunState | None = None, memory: MemoryDump | None = None

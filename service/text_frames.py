@@ -1,15 +1,19 @@
-"""agent.partial_answer frames written as text: a run sends one for every token.
+"""A run's frames written as text: agent.partial_answer for every token, and its steps.
 
 `AgentPartialAnswer(...).to_json()` validates a model, formats a datetime and serialises the
-model for each of them (about three quarters of what publishing a frame costs); PartialAnswers
-writes the same JSON, byte for byte, from the parts a run's frames share. The model stays the
-frame's schema (docs/protocol.md, the tests compare the two).
+model for each of them (about three quarters of what publishing a frame costs); RunFrames
+writes the same JSON, byte for byte, from the parts a run's frames share, and the step frames'
+own members (`thinking`, `tool_call`, `tool_result`). The models stay the frames' schema
+(docs/protocol.md; the tests compare the two).
 """
 
 from __future__ import annotations
 
 import time
 from json.encoder import encode_basestring
+from typing import Any
+
+import pydantic_core
 
 from service.protocol import AgentPartialAnswer
 
@@ -41,18 +45,54 @@ def json_string(text: str) -> str:
     return str(encode_basestring(text))
 
 
-class PartialAnswers:
-    """The agent.partial_answer frames of one run: `encode(seq, content)` is the JSON text of
-    AgentPartialAnswer(session_id, seq, run_id, request_id, content)."""
+def json_value(value: Any) -> str:
+    """Any JSON value (a tool call's arguments, a duration) as a model's field of it is written:
+    pydantic's own serialiser, NaN and infinities as null; ValueError for a lone surrogate."""
+    return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+
+
+class RunFrames:
+    """The session frames of one run: `frame(event, seq, members)` is the JSON text of that
+    event's model with session_id, seq, run_id and request_id, `members` (`,"name":value...`,
+    in the model's field order) after them. `encode(seq, content)` is its agent.partial_answer."""
 
     event = EVENT
 
     def __init__(self, session_id: str, run_id: str | None, request_id: str | None) -> None:
         request = f',"request_id":{json_string(request_id)}' if request_id is not None else ""
-        run = f',"run_id":{json_string(run_id)}' if run_id is not None else ""
-        self.head = f'{{"event":"{EVENT}","timestamp":"'
+        self.run = f',"run_id":{json_string(run_id)}' if run_id is not None else ""
         self.middle = f'"{request},"session_id":{json_string(session_id)},"seq":'
-        self.tail = f'{run},"content":'
+        self.head = f'{{"event":"{EVENT}","timestamp":"'
+        self.tail = f'{self.run},"content":'
 
     def encode(self, seq: int, content: str) -> str:
         return f"{self.head}{stamp()}{self.middle}{seq}{self.tail}{json_string(content)}}}"
+
+    def frame(self, event: str, seq: int, members: str) -> str:
+        return f'{{"event":"{event}","timestamp":"{stamp()}{self.middle}{seq}{self.run}{members}}}'
+
+
+def thinking(content: str, step: int) -> str:
+    """AgentThinking's members."""
+    return f',"content":{json_string(content)},"metadata":{{"step":{step:d}}}'
+
+
+def tool_meta(tool: str, status: str, args: Any = None, duration_s: float | None = None) -> str:
+    """A ToolMeta as JSON text (status: one of its literal words, which need no escapes)."""
+    text = f'{{"tool":{json_string(tool)}'
+    if args is not None:
+        text += f',"args":{json_value(args)}'
+    text += f',"status":"{status}"'
+    if duration_s is not None:
+        text += f',"duration_s":{json_value(float(duration_s))}'
+    return text + "}"
+
+
+def tool_call(step_id: str, meta: str) -> str:
+    """AgentToolCall's members."""
+    return f',"step_id":{json_string(step_id)},"metadata":{meta}'
+
+
+def tool_result(step_id: str, content: str, meta: str) -> str:
+    """AgentToolResult's members."""
+    return f',"step_id":{json_string(step_id)},"content":{json_string(content)},"metadata":{meta}'

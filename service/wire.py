@@ -20,16 +20,10 @@ from myagent.events import (
 from myagent.llm import closing_stream
 from service.approvals import ApprovalBook
 from service.eventlog import EventLog
-from service.metadata import ThinkingMeta, ToolMeta
 from service.metrics import Metrics
-from service.protocol import (
-    AgentThinking,
-    AgentToolCall,
-    AgentToolResult,
-    ErrorCode,
-)
+from service.protocol import AgentThinking, AgentToolCall, AgentToolResult, ErrorCode
 from service.state.base import MemoryDump, RunState
-from service.text_frames import PartialAnswers
+from service.text_frames import RunFrames, thinking, tool_call, tool_meta, tool_result
 from service.usage import RunMeter
 
 
@@ -64,30 +58,35 @@ async def play(
     each event first: BudgetExceeded closes the agent's stream there, as a cancel would. Text
     deltas (most events) take the short way: the meter has nothing to count in them."""
     events, state = approvals.events, approvals.run_state
-    publish, text = events.publish_text, PartialAnswers(events.id, **common)
+    publish, frames = events.publish_text, RunFrames(events.id, **common)
     async with closing_stream(stream) as steps:
         async for event in steps:
             if isinstance(event, AnswerDelta):  # its frame: service.text_frames
-                publish(text, event.content)
+                publish(frames, event.content)
             else:
                 if isinstance(event, ModelCalled):  # spent, so counted in the metrics anyway
-                    publish_run_event(events, event, common, agent, metrics, memory)
+                    publish_run_event(events, event, frames, agent, metrics, memory)
                 meter.see(event)
                 if isinstance(event, Answer | RunFailed):
                     return event
                 if isinstance(event, ApprovalRequired):
                     approvals.announce(event, common, memory)
                 elif not isinstance(event, ModelCalled):
-                    publish_run_event(events, event, common, agent, metrics, memory, state)
+                    publish_run_event(events, event, frames, agent, metrics, memory, state)
             if events.lagging:  # the store lags: pause the run
                 await events.wait_room()
     raise RuntimeError("the agent's run ended without an answer or an error")
 
 
+THINKING, TOOL_CALL, TOOL_RESULT = (
+    model.model_fields["event"].default for model in (AgentThinking, AgentToolCall, AgentToolResult)
+)
+
+
 def publish_run_event(
     events: EventLog,
     event: StepEvent,
-    common: dict[str, Any],
+    frames: RunFrames,
     agent: str,
     metrics: Metrics,
     memory: MemoryDump,
@@ -97,36 +96,21 @@ def publish_run_event(
     RunFailed do, and the run publishes those itself). Steps, tool calls and tool results are
     step boundaries: the agent's memory is saved with them (the user's message, the model's
     calls, their results), so a replica that adopts the session has every turn; a tool call
-    saves the run state too (what the run used so far)."""
+    saves the run state too (what the run used so far). Their JSON is written as text
+    (service.text_frames), as the models write it."""
     match event:
         case Thinking(content=content, step=step):
-            events.publish(
-                AgentThinking,
-                content=content,
-                metadata=ThinkingMeta(step=step),
-                memory=memory,
-                **common,
-            )
+            events.publish_step(frames, THINKING, thinking(content, step), memory=memory)
         case ToolStarted(step_id=step_id, tool=tool, args=args, status=status):
-            events.publish(
-                AgentToolCall,
-                step_id=step_id,
-                memory=memory,
-                state=state() if state is not None else None,
-                **common,
-                metadata=ToolMeta(tool=tool, args=args, status=status),
-            )
+            members = tool_call(step_id, tool_meta(tool, status, args))
+            run_state = state() if state is not None else None
+            events.publish_step(frames, TOOL_CALL, members, state=run_state, memory=memory)
         case ToolFinished(step_id=step_id, tool=tool, status=status):
             metrics.child(metrics.tool_calls_total, tool, status).inc()
             result = event.output if status == "success" else event.error
-            events.publish(
-                AgentToolResult,
-                step_id=step_id,
-                content=result or "",
-                memory=memory,
-                **common,
-                metadata=ToolMeta(tool=tool, status=status, duration_s=event.duration_s),
-            )
+            meta = tool_meta(tool, status, duration_s=event.duration_s)
+            members = tool_result(step_id, result or "", meta)
+            events.publish_step(frames, TOOL_RESULT, members, memory=memory)
         case ModelCalled():
             child, model = metrics.child, event.model
             child(metrics.agent_tokens_total, agent, "prompt").inc(event.prompt_tokens)

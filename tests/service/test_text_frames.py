@@ -1,15 +1,25 @@
-"""agent.partial_answer frames written as text are the model's JSON, byte for byte."""
+"""A run's frames written as text (partial answers, steps) are the models' JSON, byte for byte."""
 
 from __future__ import annotations
 
 import calendar
+import json
+import operator
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from service.protocol import AgentPartialAnswer
-from service.text_frames import PartialAnswers, stamp
+from service.metadata import ThinkingMeta, ToolMeta
+from service.protocol import (
+    AgentPartialAnswer,
+    AgentThinking,
+    AgentToolCall,
+    AgentToolResult,
+    SessionEvent,
+)
+from service.text_frames import RunFrames, stamp, thinking, tool_call, tool_meta, tool_result
 
 CONTENTS = [
     "",
@@ -28,7 +38,7 @@ CONTENTS = [
 def test_partial_answer_text_is_the_models_json(
     content: str, request_id: str | None, run_id: str | None
 ) -> None:
-    text = PartialAnswers("s_1", run_id, request_id).encode(41, content)
+    text = RunFrames("s_1", run_id, request_id).encode(41, content)
     model = AgentPartialAnswer.model_validate_json(text)
     assert (model.content, model.seq, model.request_id, model.run_id) == (
         content,
@@ -57,4 +67,63 @@ def test_partial_answer_text_refuses_a_lone_surrogate_as_the_model_does() -> Non
     with pytest.raises(ValueError):
         AgentPartialAnswer(session_id="s", content="a\ud800").to_json()
     with pytest.raises(ValueError):
-        PartialAnswers("s", "r", None).encode(1, "a\ud800")
+        RunFrames("s", "r", None).encode(1, "a\ud800")
+
+
+ARGS = [
+    {},
+    {"city": "北京"},
+    {"n": 1, "x": 2.5, "tiny": 1.5e-7, "big": 10**30, "neg": -0.0, "flag": True},
+    {"none": None, "nested": {"l": [1, None, "a\n", {"k": [True]}]}, "é": "</script>"},
+    {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+]
+
+
+def both(model: SessionEvent, frames: RunFrames, members: str) -> tuple[str, str]:
+    """The model's JSON and the text frame's, at the model's seq and timestamp."""
+    text = frames.frame(model.event, model.seq, members)
+    when = datetime.fromisoformat(json.loads(text)["timestamp"])
+    return model.model_copy(update={"timestamp": when}).to_json(), text
+
+
+@pytest.mark.parametrize("content", CONTENTS)
+@pytest.mark.parametrize("request_id", [None, "req-1"])
+def test_thinking_text_is_the_models_json(content: str, request_id: str | None) -> None:
+    frames = RunFrames("s_1", "run9", request_id)
+    model = AgentThinking(session_id="s_1", seq=7, run_id="run9", request_id=request_id,
+                          content=content, metadata=ThinkingMeta(step=3))  # fmt: skip
+    assert operator.eq(*both(model, frames, thinking(content, 3)))
+
+
+@pytest.mark.parametrize("args", ARGS)
+@pytest.mark.parametrize("status", ["running", "awaiting_approval"])
+def test_tool_call_text_is_the_models_json(args: dict[str, Any], status: Any) -> None:
+    frames = RunFrames("s_1", "run9", None)
+    meta = ToolMeta(tool="get_weather", args=args, status=status)
+    model = AgentToolCall(session_id="s_1", seq=8, run_id="run9", step_id="call_1", metadata=meta)
+    members = tool_call("call_1", tool_meta("get_weather", status, args))
+    assert operator.eq(*both(model, frames, members))
+
+
+@pytest.mark.parametrize("content", CONTENTS)
+@pytest.mark.parametrize("duration_s", [0.0, 2.1e-05, 0.1234567891234, 12.5, float("nan")])
+@pytest.mark.parametrize("status", ["success", "failed"])
+def test_tool_result_text_is_the_models_json(content: str, duration_s: float, status: Any) -> None:
+    frames = RunFrames("s_1", None, "r")
+    meta = ToolMeta(tool="天气", status=status, duration_s=duration_s)
+    model = AgentToolResult(session_id="s_1", seq=9, request_id="r", step_id="c", content=content,
+                            metadata=meta)  # fmt: skip
+    members = tool_result("c", content, tool_meta("天气", status, duration_s=duration_s))
+    assert operator.eq(*both(model, frames, members))
+
+
+def test_step_text_refuses_a_lone_surrogate_as_the_model_does() -> None:
+    for build in (
+        lambda: thinking("a\ud800", 1),
+        lambda: tool_meta("t", "running", {"city": "\udc00"}),
+        lambda: tool_result("c", "\ud800", tool_meta("t", "success")),
+    ):
+        with pytest.raises(ValueError):
+            build()
+    with pytest.raises(ValueError):
+        ToolMeta(tool="t", status="running", args={"city": "\udc00"}).model_dump_json()
