@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 import subprocess
 import sys
@@ -103,3 +104,27 @@ def test_model_http_requests_log_only_at_debug(level: str, shown: bool) -> None:
     )
     assert done.stdout.count("HTTP Request") == (2 if shown else 0), done.stdout
     assert "model connection dropped" in done.stdout
+
+
+def test_a_log_line_is_one_write_whatever_the_buffering() -> None:
+    """Under PYTHONUNBUFFERED (the image sets it) every write is a system call, and two writes
+    of one line can interleave with another writer's: the line and its newline go together."""
+    program = textwrap.dedent(
+        """
+        import sys, structlog
+        writes = []
+        class Recorder:
+            def write(self, text): writes.append(text)
+            def flush(self): pass
+        sys.stdout = Recorder()
+        from service.logs import configure_logging
+        configure_logging(json=True)
+        structlog.get_logger("t").info("run_finished", outcome="finished")
+        sys.__stdout__.write(repr(writes))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = ast.literal_eval(done.stdout)
+    assert line.endswith("}\n") and '"event": "run_finished"' in line
