@@ -292,6 +292,7 @@ class Runs:
                     "run_finished",
                     agent=self.agent_name,
                     outcome=outcome,
+                    message_request_id=request_id,  # the user.message's (request_id: the HTTP one)
                     duration_s=round(duration, 4),
                     steps=self.agent.current_step,
                     prompt_tokens=meter.prompt_tokens,

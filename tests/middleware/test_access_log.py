@@ -87,10 +87,12 @@ async def test_logging_run_lines_carry_every_id_and_the_identity(
     async with client.ws_connect("/ws", headers=BEARER) as ws:
         await ws.receive_json()
         session_id = await create_session(ws)
-        await ws.send_json({"event": "user.message", "session_id": session_id, "content": "Paris?"})
+        message = {"event": "user.message", "session_id": session_id, "content": "Paris?"}
+        await ws.send_json({**message, "request_id": "m-1"})
         await receive_until(ws, "agent.final_answer")
     [upgrade] = requests_logged(logs)
     [run] = [entry for entry in logs if entry["event"] == "run_finished"]
+    assert run["message_request_id"] == "m-1"  # the client's id, beside the HTTP request's
     assert run["identity"] == upgrade["identity"] == identity
     assert run["request_id"] == upgrade["request_id"] and run["session_id"] == session_id
     assert run["connection_id"] and run["run_id"]
