@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.model_path
 	$(BIN)/python -m bench.sdk_floor
+	$(BIN)/python -m bench.gc_heap
 
 # The model-path turn of each server under callgrind: instructions and simulated L2 misses per
 # turn, figures that do not drift with the machine's speed (valgrind: a Debian package).
