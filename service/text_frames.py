@@ -78,11 +78,11 @@ def thinking(content: str, step: int) -> str:
 
 
 def tool_meta(tool: str, status: str, args: Any = None, duration_s: float | None = None) -> str:
-    """A ToolMeta as JSON text (status: one of its literal words, which need no escapes)."""
+    """A ToolMeta as JSON text."""
     text = f'{{"tool":{json_string(tool)}'
     if args is not None:
         text += f',"args":{json_value(args)}'
-    text += f',"status":"{status}"'
+    text += f',"status":{json_string(status)}'  # an agent's own events may hold any text
     if duration_s is not None:
         text += f',"duration_s":{json_value(float(duration_s))}'
     return text + "}"

@@ -127,3 +127,12 @@ def test_step_text_refuses_a_lone_surrogate_as_the_model_does() -> None:
             build()
     with pytest.raises(ValueError):
         ToolMeta(tool="t", status="running", args={"city": "\udc00"}).model_dump_json()
+
+
+def test_a_step_frame_stays_json_whatever_an_agent_puts_in_it() -> None:
+    """An agent file builds its own events: a quote in a status or a name cannot break a frame."""
+    frames = RunFrames('s"1', 'r"1', 'q"1')
+    text = frames.frame("agent.tool_call", 3, tool_call('c"1', tool_meta('t"1', 'odd"status')))
+    frame = json.loads(text)
+    assert frame["metadata"] == {"tool": 't"1', "status": 'odd"status'}
+    assert (frame["session_id"], frame["run_id"], frame["step_id"]) == ('s"1', 'r"1', 'c"1')
