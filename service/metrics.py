@@ -14,6 +14,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
 )
+from prometheus_client.registry import REGISTRY
 
 PREFIX = "myagent_ws_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -53,8 +54,9 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
-        GCCollector(registry=registry)  # python_gc_*: collections by generation (gc.get_stats)
-        ProcessCollector(registry=registry)  # process_*: CPU seconds, resident memory, fds
+        if registry is not REGISTRY:  # the default registry has both already
+            GCCollector(registry=registry)  # python_gc_*: collections by generation
+            ProcessCollector(registry=registry)  # process_*: CPU seconds, resident memory, fds
 
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(PREFIX + name, doc, registry=registry)

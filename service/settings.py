@@ -46,7 +46,7 @@ def comma_list(value: Any) -> Any:
 # default (700, 10, 10) it walks all of them in a full collection every few hundred turns; see
 # docs/performance.md, "The garbage collector".
 GC_THRESHOLD = (10_000, 10, 10)
-GcCount = Annotated[int, Field(ge=1)]
+GcCount = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]  # a C int, not a bool
 Network = Annotated[IPvAnyNetwork, BeforeValidator(parse_network, json_schema_input_type=str)]
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, get_args
 
 import pydantic_core
 
+from service.metadata import ToolMeta
 from service.protocol import AgentPartialAnswer
 
 EVENT = AgentPartialAnswer.model_fields["event"].default
+TOOL_STATUSES = frozenset(get_args(ToolMeta.model_fields["status"].annotation))
 
 
 class _Second:
@@ -47,8 +49,9 @@ def json_string(text: str) -> str:
 
 def json_value(value: Any) -> str:
     """Any JSON value (a tool call's arguments, a duration) as a model's field of it is written:
-    pydantic's own serialiser, NaN and infinities as null; ValueError for a lone surrogate."""
-    return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+    pydantic's own serialiser, NaN and infinities as null, a model's unset (None) fields left out
+    as `to_json(exclude_none=True)` leaves them; ValueError for a lone surrogate."""
+    return pydantic_core.to_json(value, inf_nan_mode="null", exclude_none=True).decode()
 
 
 class RunFrames:
@@ -78,7 +81,9 @@ def thinking(content: str, step: int) -> str:
 
 
 def tool_meta(tool: str, status: str, args: Any = None, duration_s: float | None = None) -> str:
-    """A ToolMeta as JSON text."""
+    """A ToolMeta as JSON text; ValueError for a status it does not have, as the model."""
+    if status not in TOOL_STATUSES:
+        raise ValueError(f"status: {status[:40]!r} is none of {sorted(TOOL_STATUSES)}")
     text = f'{{"tool":{json_string(tool)}'
     if args is not None:
         text += f',"args":{json_value(args)}'

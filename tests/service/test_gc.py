@@ -72,8 +72,9 @@ def test_gc_threshold_is_a_setting_with_a_clear_error() -> None:
     assert load_settings(env={}).server.gc_threshold == GC_THRESHOLD
     env = {"MYAGENT_WS_SERVER__GC_THRESHOLD": "[2000, 20, 5]"}
     assert load_settings(env=env).server.gc_threshold == (2000, 20, 5)
-    with pytest.raises(ConfigError, match=r"server\.gc_threshold"):
-        load_settings(env={"MYAGENT_WS_SERVER__GC_THRESHOLD": "[0, 10, 10]"})
+    for bad in ("[0, 10, 10]", "[3000000000, 10, 10]", "[true, 10, 10]", "[700, 10]"):
+        with pytest.raises(ConfigError, match=r"server\.gc_threshold"):  # not at serve time
+            load_settings(env={"MYAGENT_WS_SERVER__GC_THRESHOLD": bad})
 
 
 def test_tune_gc_sets_the_thresholds_and_freezes_the_start_up_heap() -> None:

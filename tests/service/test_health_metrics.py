@@ -133,3 +133,20 @@ async def test_client_chosen_close_codes_share_one_metric_label(aiohttp_client) 
         return found if sum(found.values()) >= 30 else {}
 
     assert await until(closed) == {"other": 30}  # one series, not 30
+
+
+async def test_metrics_have_the_process_and_collector_figures_on_any_registry(
+    aiohttp_client,
+) -> None:
+    """python_gc_* and process_* on the app's own registry; an app embedded on prometheus's
+    default registry (which has them already) still starts."""
+    from prometheus_client import REGISTRY
+
+    client = await aiohttp_client(create_app(settings(), {"weather": offline_weather}))
+    m = samples(await (await client.get("/metrics")).text())
+    assert m[("python_gc_collections_total", (("generation", "2"),))] >= 0
+    assert m[("process_resident_memory_bytes", ())] > 0
+    embedded = await aiohttp_client(
+        create_app(settings(), {"weather": offline_weather}, registry=REGISTRY)
+    )
+    assert (await embedded.get("/metrics")).status == 200

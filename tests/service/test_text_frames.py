@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.metadata import ThinkingMeta, ToolMeta
+from service.metadata import ThinkingMeta, ToolMeta, UsageMeta
 from service.protocol import (
     AgentPartialAnswer,
     AgentThinking,
@@ -76,6 +76,7 @@ ARGS = [
     {"n": 1, "x": 2.5, "tiny": 1.5e-7, "big": 10**30, "neg": -0.0, "flag": True},
     {"none": None, "nested": {"l": [1, None, "a\n", {"k": [True]}]}, "é": "</script>"},
     {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+    {"model": ThinkingMeta(step=1), "unset": [UsageMeta(), ToolMeta(tool="t", status="failed")]},
 ]
 
 
@@ -130,9 +131,16 @@ def test_step_text_refuses_a_lone_surrogate_as_the_model_does() -> None:
 
 
 def test_a_step_frame_stays_json_whatever_an_agent_puts_in_it() -> None:
-    """An agent file builds its own events: a quote in a status or a name cannot break a frame."""
+    """An agent file builds its own events: a quote in a name or an id cannot break a frame."""
     frames = RunFrames('s"1', 'r"1', 'q"1')
-    text = frames.frame("agent.tool_call", 3, tool_call('c"1', tool_meta('t"1', 'odd"status')))
+    text = frames.frame("agent.tool_call", 3, tool_call('c"1', tool_meta('t"1', "running")))
     frame = json.loads(text)
-    assert frame["metadata"] == {"tool": 't"1', "status": 'odd"status'}
+    assert frame["metadata"] == {"tool": 't"1', "status": "running"}
     assert (frame["session_id"], frame["run_id"], frame["step_id"]) == ('s"1', 'r"1', 'c"1')
+
+
+def test_a_status_the_model_does_not_have_is_refused_as_the_model_refuses_it() -> None:
+    with pytest.raises(ValueError):
+        ToolMeta(tool="t", status="timeout")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        tool_meta("t", "timeout")
