@@ -72,15 +72,7 @@ class EventLog:
         event = cls(session_id=self.id, seq=seq, **fields)
         return self._append(new_frame(Frame, (seq, event.to_json(), event.event)), state, memory)
 
-    def publish_text(self, frames: RunFrames, content: str) -> Frame | None:
-        """`publish` for a run's text delta, its JSON written as text (the run's most frequent
-        frame, and one with no state to save)."""
-        if self.lost_reason is not None:
-            return None
-        seq = self.seq = self.seq + 1
-        return self._append(new_frame(Frame, (seq, frames.encode(seq, content), frames.event)))
-
-    def publish_step(
+    def publish_text(
         self,
         frames: RunFrames,
         event: str,
@@ -89,7 +81,8 @@ class EventLog:
         state: RunState | None = None,
         memory: MemoryDump | None = None,
     ) -> Frame | None:
-        """`publish` for a run's step frame written as text (service.text_frames)."""
+        """`publish` for a run's frame written as text (service.text_frames): its text deltas,
+        the most frequent frames, and its steps."""
         if self.lost_reason is not None:
             return None
         seq = self.seq = self.seq + 1

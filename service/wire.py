@@ -21,9 +21,20 @@ from myagent.llm import closing_stream
 from service.approvals import ApprovalBook
 from service.eventlog import EventLog
 from service.metrics import Metrics
-from service.protocol import AgentThinking, AgentToolCall, AgentToolResult, ErrorCode
+from service.protocol import ErrorCode
 from service.state.base import MemoryDump, RunState
-from service.text_frames import RunFrames, thinking, tool_call, tool_meta, tool_result
+from service.text_frames import (
+    PARTIAL_ANSWER,
+    THINKING,
+    TOOL_CALL,
+    TOOL_RESULT,
+    RunFrames,
+    partial_answer,
+    thinking,
+    tool_call,
+    tool_meta,
+    tool_result,
+)
 from service.usage import RunMeter
 
 
@@ -62,7 +73,7 @@ async def play(
     async with closing_stream(stream) as steps:
         async for event in steps:
             if isinstance(event, AnswerDelta):  # its frame: service.text_frames
-                publish(frames, event.content)
+                publish(frames, PARTIAL_ANSWER, partial_answer(event.content))
             else:
                 if isinstance(event, ModelCalled):  # spent, so counted in the metrics anyway
                     publish_run_event(events, event, frames, agent, metrics, memory)
@@ -76,11 +87,6 @@ async def play(
             if events.lagging:  # the store lags: pause the run
                 await events.wait_room()
     raise RuntimeError("the agent's run ended without an answer or an error")
-
-
-THINKING, TOOL_CALL, TOOL_RESULT = (
-    model.model_fields["event"].default for model in (AgentThinking, AgentToolCall, AgentToolResult)
-)
 
 
 def publish_run_event(
@@ -100,17 +106,17 @@ def publish_run_event(
     (service.text_frames), as the models write it."""
     match event:
         case Thinking(content=content, step=step):
-            events.publish_step(frames, THINKING, thinking(content, step), memory=memory)
+            events.publish_text(frames, THINKING, thinking(content, step), memory=memory)
         case ToolStarted(step_id=step_id, tool=tool, args=args, status=status):
             members = tool_call(step_id, tool_meta(tool, status, args))
             run_state = state() if state is not None else None
-            events.publish_step(frames, TOOL_CALL, members, state=run_state, memory=memory)
+            events.publish_text(frames, TOOL_CALL, members, state=run_state, memory=memory)
         case ToolFinished(step_id=step_id, tool=tool, status=status):
             metrics.child(metrics.tool_calls_total, tool, status).inc()
             result = event.output if status == "success" else event.error
             meta = tool_meta(tool, status, duration_s=event.duration_s)
             members = tool_result(step_id, result or "", meta)
-            events.publish_step(frames, TOOL_RESULT, members, memory=memory)
+            events.publish_text(frames, TOOL_RESULT, members, memory=memory)
         case ModelCalled():
             child, model = metrics.child, event.model
             child(metrics.agent_tokens_total, agent, "prompt").inc(event.prompt_tokens)

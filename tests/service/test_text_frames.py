@@ -19,7 +19,16 @@ from service.protocol import (
     AgentToolResult,
     SessionEvent,
 )
-from service.text_frames import RunFrames, stamp, thinking, tool_call, tool_meta, tool_result
+from service.text_frames import (
+    PARTIAL_ANSWER,
+    RunFrames,
+    partial_answer,
+    stamp,
+    thinking,
+    tool_call,
+    tool_meta,
+    tool_result,
+)
 
 CONTENTS = [
     "",
@@ -38,7 +47,7 @@ CONTENTS = [
 def test_partial_answer_text_is_the_models_json(
     content: str, request_id: str | None, run_id: str | None
 ) -> None:
-    text = RunFrames("s_1", run_id, request_id).encode(41, content)
+    text = RunFrames("s_1", run_id, request_id).frame(PARTIAL_ANSWER, 41, partial_answer(content))
     model = AgentPartialAnswer.model_validate_json(text)
     assert (model.content, model.seq, model.request_id, model.run_id) == (
         content,
@@ -67,7 +76,7 @@ def test_partial_answer_text_refuses_a_lone_surrogate_as_the_model_does() -> Non
     with pytest.raises(ValueError):
         AgentPartialAnswer(session_id="s", content="a\ud800").to_json()
     with pytest.raises(ValueError):
-        RunFrames("s", "r", None).encode(1, "a\ud800")
+        RunFrames("s", "r", None).frame(PARTIAL_ANSWER, 1, partial_answer("a\ud800"))
 
 
 ARGS = [
