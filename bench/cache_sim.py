@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -32,8 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.model_path import RESULTS, TOKEN, command, fake_model, model_env, process
-from bench.model_report import put_in_doc
+from bench.model_path import TOKEN, command, fake_model, model_env, process
+from bench.model_report import RESULTS, save
 from bench.run import free_port
 from bench.turns import run_turns, ws_client
 
@@ -186,17 +185,13 @@ def main() -> int:
     turns = 20 if args.quick else args.turns
     results = asyncio.run(measure(turns))
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cache.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    how = (
+        f"on {results['machine']['cpus']} CPUs, Python {results['machine']['python']}: "
+        f"{turns} turns a server at one client under callgrind, the L2 simulated at "
+        f"{results['l2_bytes'] >> 10} KiB, {results['l2_ways']} ways"
+    )
     markdown = table(results)
-    (args.out / "cache.md").write_text(markdown, encoding="utf-8")
-    if not args.quick and args.out == RESULTS:
-        how = (
-            f"on {results['machine']['cpus']} CPUs, Python {results['machine']['python']}: "
-            f"{turns} turns a server at one client under callgrind, the L2 simulated at "
-            f"{results['l2_bytes'] >> 10} KiB, {results['l2_ways']} ways"
-        )
-        put_in_doc("cache", how, markdown)
+    save(args.out, "cache", results, markdown, None if args.quick else how)
     print(markdown)
     return 0
 

@@ -28,7 +28,6 @@ import aiohttp
 
 from bench.model_path import (
     CLIENT_CPU,
-    RESULTS,
     SERVER_CPU,
     TOKEN,
     command,
@@ -37,7 +36,7 @@ from bench.model_path import (
     pinned,
     process,
 )
-from bench.model_report import put_in_doc
+from bench.model_report import RESULTS, save
 from bench.run import free_port
 from bench.turns import run_turns, ws_client
 from service.settings import GC_THRESHOLD
@@ -138,17 +137,13 @@ def main() -> int:
     windows, turns_each = (2, 4) if args.quick else (4, 40)
     results = asyncio.run(measure(windows, turns_each))
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gc.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    how = (
+        f"on {results['machine']['cpus']} CPUs, Python {results['machine']['python']}: "
+        f"myagent-ws at {CLIENTS} clients, windows of {CLIENTS * turns_each:,} turns, each "
+        f"in a session of its own, the two servers alternating"
+    )
     markdown = table(results, CLIENTS * turns_each)
-    (args.out / "gc.md").write_text(markdown, encoding="utf-8")
-    if not args.quick and args.out == RESULTS:
-        how = (
-            f"on {results['machine']['cpus']} CPUs, Python {results['machine']['python']}: "
-            f"myagent-ws at {CLIENTS} clients, windows of {CLIENTS * turns_each:,} turns, each "
-            f"in a session of its own, the two servers alternating"
-        )
-        put_in_doc("gc", how, markdown)
+    save(args.out, "gc", results, markdown, None if args.quick else how)
     print(markdown)
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -28,13 +27,12 @@ from typing import Any
 
 import aiohttp
 
-from bench.model_report import chart, table, update_doc
+from bench.model_report import RESULTS, chart, how_measured, save, table
 from bench.run import free_port, median_of
 from bench.turns import adk_client, run_turns, ws_client
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
 TOKEN = "benchtoken"
 ADK = HERE / "peers" / ".venv" / "bin" / "adk"
 CHUNKS = 20  # text chunks of the answer: with the tool call, 25 frames a turn
@@ -285,13 +283,11 @@ def main() -> int:
         "plan": plan,
     }
     name = "model-peers" if args.peers else "model"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     markdown = table(results)
-    (args.out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    save(
+        args.out, name, results, markdown, None if args.quick else how_measured(results["machine"])
+    )
     chart(results, args.out / f"{name}.png")
-    if not args.quick and args.out == RESULTS:
-        update_doc(name, markdown, results["machine"])
     print(markdown)
     return 0
 

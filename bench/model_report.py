@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+RESULTS = Path(__file__).resolve().parent / "results"
+DOC = RESULTS.parent.parent / "docs" / "performance.md"
 LABELS = {"ceiling": "ceiling", "ceiling-sdk": "ceiling + SDK", "myagent-ws": "myagent-ws",
           "adk": "ADK"}  # fmt: skip
 
@@ -150,17 +152,26 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def update_doc(name: str, markdown: str, machine: dict[str, Any]) -> None:
-    """Put the table between the `bench:<name>` markers of docs/performance.md."""
-    put_in_doc(
-        name,
+def how_measured(machine: dict[str, Any]) -> str:
+    """How a model-path run was measured, for the line above its table in the docs."""
+    return (
         f"on {machine['cpus']} CPUs, Python {machine['python']}, "
         f"{machine['chunks']} text chunks per answer, medians of {machine['rounds']} rounds "
         "(a ratio: the median of the rounds' own ratios); "
         f"load average {machine['load_average_before']} before, "
-        f"{machine['load_average_after']} after",
-        markdown,
+        f"{machine['load_average_after']} after"
     )
+
+
+def save(out: Path, name: str, results: dict[str, Any], markdown: str, doc: str | None) -> None:
+    """A benchmark's figures as out/<name>.json and its table as out/<name>.md; a run into
+    bench/results with `doc` (how it was measured: none for a smoke run) also puts the table
+    between the `bench:<name>` markers of docs/performance.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    if doc is not None and out.resolve() == RESULTS:
+        put_in_doc(name, doc, markdown)
 
 
 def put_in_doc(name: str, how: str, markdown: str) -> None:

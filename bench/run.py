@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -27,11 +26,10 @@ from typing import Any
 import aiohttp
 
 from bench.loadgen import cpu_seconds, hold_idle, raise_fd_limit, run_load
-from bench.model_report import put_in_doc
+from bench.model_report import RESULTS, save
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
 TOKEN = "benchtoken"
 TOKENS_PER_ANSWER = 50
 SERVERS = ("ceiling", "websockets", "myagent-ws")
@@ -308,15 +306,6 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def update_doc(markdown: str, machine: dict[str, Any]) -> None:
-    """Put the latest table between the `bench:latest` markers of docs/performance.md."""
-    how = (
-        f"on {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['tokens_per_answer']} tokens per answer"
-    )
-    put_in_doc("latest", how, markdown)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny numbers (a smoke run)")
@@ -331,13 +320,12 @@ def main() -> int:
         "quick": args.quick,
         "rounds": 1 if args.quick else args.rounds,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    machine = results["machine"]
+    how = f"on {machine['cpus']} CPUs, Python {machine['python']}, "
+    how += f"{machine['tokens_per_answer']} tokens per answer"
     markdown = table(results)
-    (args.out / "latest.md").write_text(markdown, encoding="utf-8")
+    save(args.out, "latest", results, markdown, None if args.quick else how)
     chart(results, args.out / "latest.png")
-    if not args.quick and args.out == RESULTS:
-        update_doc(markdown, results["machine"])
     print(markdown)
     return 0
 
