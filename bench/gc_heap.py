@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.model_path import (
     CLIENT_CPU,
@@ -43,16 +43,20 @@ from service.settings import GC_THRESHOLD
 
 CPYTHON = (700, 10, 10)
 CLIENTS = 50
-COLLECTIONS = re.compile(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$', re.M)
 
 
 async def collections(port: int) -> list[float]:
-    """The server's collections so far, by generation (0, 1, 2)."""
+    """A server's collections so far by generation (0, 1, 2), from its /metrics."""
     url = f"http://127.0.0.1:{port}/metrics"
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         text = await response.text()
-    found = dict(COLLECTIONS.findall(text))
-    return [float(found[str(generation)]) for generation in range(3)]
+    found = {
+        sample.labels["generation"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "python_gc_collections_total"
+    }
+    return [found[str(generation)] for generation in range(3)]
 
 
 @asynccontextmanager
